@@ -1,0 +1,1 @@
+"""REST API views of the analytics app (DRF APIViews with explicit serializers)."""

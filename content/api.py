@@ -1,0 +1,1 @@
+"""REST API views of the content app (DRF APIViews with explicit serializers)."""

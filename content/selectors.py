@@ -1,0 +1,1 @@
+"""Reads of the content app; every function takes the workspace."""

@@ -1,0 +1,1 @@
+"""Writes of the content app (keyword-only, typed, audited where they change state)."""

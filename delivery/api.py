@@ -1,0 +1,1 @@
+"""REST API views of the delivery app (DRF APIViews with explicit serializers)."""

@@ -1,0 +1,1 @@
+"""Reads of the delivery app; every function takes the workspace."""

@@ -1,0 +1,1 @@
+"""Writes of the delivery app (keyword-only, typed, audited where they change state)."""

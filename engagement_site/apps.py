@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class EngagementSiteConfig(AppConfig):
+    name = "engagement_site"
+    verbose_name = "Engagement"

@@ -1,0 +1,29 @@
+"""Create the demo workspace (slug `demo`), its owner login, and a deterministic dataset."""
+
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand
+
+from engagement_site.demo import DEMO_USERNAME, demo_owner_and_workspace
+
+
+class Command(BaseCommand):
+    help = "Create or refresh the demo workspace, its owner login and its generated data."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--profiles", type=int, default=5000)
+        parser.add_argument("--seed", type=int, default=20261122)
+
+    def handle(self, *args, profiles: int, seed: int, **options):
+        started = time.monotonic()
+        workspace, password = demo_owner_and_workspace()
+        from segments.demo import demo_dataset_load
+
+        counts = demo_dataset_load(workspace=workspace, profile_count=profiles, seed=seed)
+        self.stdout.write(
+            f"Demo workspace '{workspace.slug}' ready in {time.monotonic() - started:.0f}s: "
+            f"{counts['profiles']} profiles, {counts['events']} events. "
+            f"Log in as {DEMO_USERNAME} / {password}"
+        )

@@ -1,0 +1,42 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from engagement_site import health, views
+from engagement_site.workspaces import api as workspaces_api
+
+admin.site.site_header = "Engagement administration"
+admin.site.site_title = "Engagement admin"
+admin.site.index_title = "Workspaces, people and the audit log"
+
+workspace_patterns = [
+    path("", views.workspace_home, name="workspace_home"),
+    path("", include("journeys.urls")),
+    path("", include("segments.urls")),
+    path("", include("content.urls")),
+    path("", include("analytics.urls")),
+    path("", include("engagement_site.workspaces.urls")),
+]
+
+api_v1_patterns = [
+    path("workspace/", workspaces_api.WorkspaceApi.as_view(), name="api_workspace"),
+    path("api-keys/", workspaces_api.ApiKeyListApi.as_view(), name="api_api_keys"),
+    path("api-keys/<int:api_key_id>/revoke", workspaces_api.ApiKeyRevokeApi.as_view(), name="api_api_key_revoke"),
+    path("audit-log/", workspaces_api.AuditLogListApi.as_view(), name="api_audit_log"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", views.login_view, name="login"),
+    path("logout/", views.logout_view, name="logout"),
+    # One login page for the app and the admin, so every login is throttled and audited.
+    path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
+    path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("w/<slug:workspace_slug>/", include(workspace_patterns)),
+    path("api/v1/", include(api_v1_patterns)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
+    path("django-rq/", include("django_rq.urls")),
+]

@@ -1,0 +1,1 @@
+"""REST API views of the journeys app (DRF APIViews with explicit serializers)."""

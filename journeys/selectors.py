@@ -1,0 +1,1 @@
+"""Reads of the journeys app; every function takes the workspace."""

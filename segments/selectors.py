@@ -1,0 +1,1 @@
+"""Reads of the segments app; every function takes the workspace."""

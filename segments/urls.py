@@ -1,0 +1,8 @@
+from django.urls import path
+
+from segments import views
+
+urlpatterns = [
+    path("segments/", views.segment_list, name="segment_list"),
+    path("profiles/", views.profile_list, name="profile_list"),
+]
