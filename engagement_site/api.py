@@ -17,5 +17,9 @@ def exception_handler(exc, context) -> Response | None:
         code = getattr(detail["detail"], "code", code)
         response.data = {"code": code, "message": message}
     else:
-        response.data = {"code": code, "message": "The request has invalid fields.", "errors": detail}
+        response.data = {
+            "code": code,
+            "message": "The request has invalid fields.",
+            "errors": detail,
+        }
     return response

@@ -41,7 +41,13 @@ def demo_owner_and_workspace() -> tuple[Workspace, str]:
     user_model = get_user_model()
     user, _ = user_model.objects.get_or_create(
         username=DEMO_USERNAME,
-        defaults={"email": DEMO_USERNAME, "first_name": "Dana", "last_name": "Demo", "is_staff": True, "is_superuser": True},
+        defaults={
+            "email": DEMO_USERNAME,
+            "first_name": "Dana",
+            "last_name": "Demo",
+            "is_staff": True,
+            "is_superuser": True,
+        },
     )
     user.set_password(password)
     user.save(update_fields=["password"])

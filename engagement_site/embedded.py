@@ -8,6 +8,7 @@ started, so `manage.py shell` next to a running stack never takes the stack down
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -65,9 +66,7 @@ def ensure_postgres(root: Path | None = None) -> tuple[str, bool]:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     was_running = _postgres_is_running(pgdata)
     server = pgserver.get_server(pgdata, cleanup_mode=None)
-    exists = server.psql(
-        f"SELECT 'present' FROM pg_database WHERE datname = '{DATABASE_NAME}';"
-    )
+    exists = server.psql(f"SELECT 'present' FROM pg_database WHERE datname = '{DATABASE_NAME}';")
     if "present" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     if not was_running:
@@ -156,10 +155,9 @@ def stop_redis(root: Path | None = None) -> None:
     socket_path = _redis_socket(_redis_dir(root or var_dir()))
     if not _redis_ping(socket_path):
         return
-    try:
+    # SHUTDOWN closes the connection instead of answering.
+    with contextlib.suppress(redis.ConnectionError):
         redis.Redis(unix_socket_path=str(socket_path)).shutdown(save=True)
-    except redis.ConnectionError:
-        pass  # shutdown closes the connection before answering
 
 
 # --------------------------------------------------------------------------- both

@@ -48,7 +48,9 @@ def env_bool(name: str, default: bool) -> bool:
     )
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     value = _raw(name)
     if value is None:
         return default
@@ -79,7 +81,11 @@ def env_url(name: str, default: str | None, *, schemes: tuple[str, ...]) -> str 
         raise ImproperlyConfigured(
             f"{name} must be a URL with scheme {' or '.join(schemes)}, got {parsed.scheme or 'none'!r}"
         )
-    if parsed.scheme not in {"unix", "file", "console", "locmem", "dummy"} and not parsed.hostname and not parsed.query:
+    if (
+        parsed.scheme not in {"unix", "file", "console", "locmem", "dummy"}
+        and not parsed.hostname
+        and not parsed.query
+    ):
         raise ImproperlyConfigured(f"{name} has no host: {value!r}")
     return value
 
@@ -110,5 +116,3 @@ def required(name: str, value: str | None, reason: str) -> str:
     if value is None:
         raise ImproperlyConfigured(f"{name} must be set {reason}")
     return value
-
-

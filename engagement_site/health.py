@@ -39,7 +39,9 @@ def _redis() -> dict[str, object]:
 def _workers() -> dict[str, object]:
     workers = heartbeat.live_workers()
     if not workers:
-        raise RuntimeError(f"no RQ worker has sent a heartbeat in the last {settings.HEARTBEAT_STALE_SECONDS}s")
+        raise RuntimeError(
+            f"no RQ worker has sent a heartbeat in the last {settings.HEARTBEAT_STALE_SECONDS}s"
+        )
     return {"count": len(workers), "workers": workers}
 
 
@@ -63,4 +65,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["worker"] = {"ok": False, "error": "unknown: Redis is down"}
         checks["scheduler"] = {"ok": False, "error": "unknown: Redis is down"}
     healthy = all(check["ok"] for check in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "down", "checks": checks}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "down", "checks": checks}, status=200 if healthy else 503
+    )

@@ -17,7 +17,9 @@ SCHEDULER_KEY = "heartbeat:scheduler"
 
 def scheduler_beat() -> None:
     connection = django_rq.get_connection("default")
-    connection.set(SCHEDULER_KEY, f"{time.time():.3f}", ex=max(settings.HEARTBEAT_STALE_SECONDS * 10, 600))
+    connection.set(
+        SCHEDULER_KEY, f"{time.time():.3f}", ex=max(settings.HEARTBEAT_STALE_SECONDS * 10, 600)
+    )
 
 
 def scheduler_last_beat_age() -> float | None:
@@ -35,5 +37,12 @@ def live_workers() -> list[dict[str, object]]:
             continue
         age = now - worker.last_heartbeat.timestamp()
         if age <= settings.HEARTBEAT_STALE_SECONDS:
-            alive.append({"name": worker.name, "queues": worker.queue_names(), "state": worker.get_state(), "heartbeat_age_seconds": round(age, 1)})
+            alive.append(
+                {
+                    "name": worker.name,
+                    "queues": worker.queue_names(),
+                    "state": worker.get_state(),
+                    "heartbeat_age_seconds": round(age, 1),
+                }
+            )
     return alive

@@ -22,7 +22,11 @@ workspace_patterns = [
 api_v1_patterns = [
     path("workspace/", workspaces_api.WorkspaceApi.as_view(), name="api_workspace"),
     path("api-keys/", workspaces_api.ApiKeyListApi.as_view(), name="api_api_keys"),
-    path("api-keys/<int:api_key_id>/revoke", workspaces_api.ApiKeyRevokeApi.as_view(), name="api_api_key_revoke"),
+    path(
+        "api-keys/<int:api_key_id>/revoke",
+        workspaces_api.ApiKeyRevokeApi.as_view(),
+        name="api_api_key_revoke",
+    ),
     path("audit-log/", workspaces_api.AuditLogListApi.as_view(), name="api_audit_log"),
 ]
 

@@ -33,7 +33,9 @@ def workspace_view(permission: str) -> Callable:
         def wrapper(request: HttpRequest, workspace_slug: str, *args, **kwargs) -> HttpResponse:
             membership = membership_get(user=request.user, workspace_slug=workspace_slug)
             if not role_has_permission(membership.role, permission):
-                raise PermissionDenied(f"Your role ({membership.get_role_display()}) cannot do this: {permission}")
+                raise PermissionDenied(
+                    f"Your role ({membership.get_role_display()}) cannot do this: {permission}"
+                )
             request.workspace = membership.workspace
             request.membership = membership
             if request.session.get(LAST_WORKSPACE_SESSION_KEY) != workspace_slug:

@@ -29,12 +29,22 @@ class WorkspaceAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         context = AuditContext.from_request(request)
         if change:
-            fields = {key: form.cleaned_data[key] for key in form.changed_data if key in services.WORKSPACE_EDITABLE_FIELDS}
+            fields = {
+                key: form.cleaned_data[key]
+                for key in form.changed_data
+                if key in services.WORKSPACE_EDITABLE_FIELDS
+            }
             fresh = Workspace.objects.get(pk=obj.pk)
             services.workspace_update(workspace=fresh, context=context, **fields)
         else:
             obj.save()
-            services.audit_record(context=context, action="create", workspace=obj, target=obj, changes={"name": obj.name, "slug": obj.slug})
+            services.audit_record(
+                context=context,
+                action="create",
+                workspace=obj,
+                target=obj,
+                changes={"name": obj.name, "slug": obj.slug},
+            )
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # a workspace with history is archived, not deleted (audit rows keep it)
@@ -53,13 +63,30 @@ class MembershipAdmin(admin.ModelAdmin):
             before = Membership.objects.get(pk=obj.pk).role
             obj.save()
             if before != obj.role:
-                services.audit_record(context=context, action="change", workspace=obj.workspace, target=obj, changes={"role": {"before": before, "after": obj.role}})
+                services.audit_record(
+                    context=context,
+                    action="change",
+                    workspace=obj.workspace,
+                    target=obj,
+                    changes={"role": {"before": before, "after": obj.role}},
+                )
         else:
             obj.save()
-            services.audit_record(context=context, action="create", workspace=obj.workspace, target=obj, changes={"user": obj.user.get_username(), "role": obj.role})
+            services.audit_record(
+                context=context,
+                action="create",
+                workspace=obj.workspace,
+                target=obj,
+                changes={"user": obj.user.get_username(), "role": obj.role},
+            )
 
     def delete_model(self, request, obj):
-        services.audit_record(context=AuditContext.from_request(request), action="delete", workspace=obj.workspace, target=obj)
+        services.audit_record(
+            context=AuditContext.from_request(request),
+            action="delete",
+            workspace=obj.workspace,
+            target=obj,
+        )
         obj.delete()
 
 
@@ -75,7 +102,16 @@ def revoke_keys(modeladmin, request: HttpRequest, queryset) -> None:
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "workspace", "kind", "role", "display_prefix", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "workspace",
+        "kind",
+        "role",
+        "display_prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["kind", "workspace", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "display_prefix", "workspace__slug"]
     actions = [revoke_keys]
@@ -91,7 +127,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditLog)
 class AuditLogAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "workspace", "actor_label", "action", "object_type", "object_repr", "ip_address"]
+    list_display = [
+        "created_at",
+        "workspace",
+        "actor_label",
+        "action",
+        "object_type",
+        "object_repr",
+        "ip_address",
+    ]
     list_filter = ["action", "workspace", ("created_at", admin.DateFieldListFilter), "actor"]
     search_fields = ["actor_label", "object_repr", "object_id", "object_type", "ip_address"]
     date_hierarchy = "created_at"

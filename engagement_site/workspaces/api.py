@@ -55,11 +55,15 @@ class ApiKeyOutput(serializers.Serializer):
 class ApiKeyCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=120)
     kind = serializers.ChoiceField(choices=ApiKey.Kind.choices)
-    role = serializers.ChoiceField(choices=Role.choices, required=False, allow_blank=True, default="")
+    role = serializers.ChoiceField(
+        choices=Role.choices, required=False, allow_blank=True, default=""
+    )
 
 
 class ApiKeyCreatedOutput(ApiKeyOutput):
-    key = serializers.CharField(help_text="The key itself. Secret keys are shown only in this response.")
+    key = serializers.CharField(
+        help_text="The key itself. Secret keys are shown only in this response."
+    )
 
 
 class CreatedAtCursor(CursorPagination):
@@ -77,7 +81,9 @@ class ApiKeyListApi(APIView):
         page = paginator.paginate_queryset(keys, request, view=self)
         return paginator.get_paginated_response(ApiKeyOutput(page, many=True).data)
 
-    @extend_schema(request=ApiKeyCreateInput, responses={201: ApiKeyCreatedOutput}, summary="Create an API key")
+    @extend_schema(
+        request=ApiKeyCreateInput, responses={201: ApiKeyCreatedOutput}, summary="Create an API key"
+    )
     def post(self, request):
         payload = ApiKeyCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -99,8 +105,12 @@ class ApiKeyRevokeApi(APIView):
 
     @extend_schema(request=None, responses=ApiKeyOutput, summary="Revoke an API key")
     def post(self, request, api_key_id: int):
-        api_key = selectors.workspace_api_key_get(workspace=api_workspace(request).workspace, api_key_id=api_key_id)
-        api_key = services.api_key_revoke(api_key=api_key, context=AuditContext.from_request(request))
+        api_key = selectors.workspace_api_key_get(
+            workspace=api_workspace(request).workspace, api_key_id=api_key_id
+        )
+        api_key = services.api_key_revoke(
+            api_key=api_key, context=AuditContext.from_request(request)
+        )
         return Response(ApiKeyOutput(api_key).data)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser
 from django.http import Http404
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
@@ -46,15 +47,31 @@ class SecretKeyAuthentication(authentication.BaseAuthentication):
         if not header or header[0].decode().lower() != self.keyword.lower():
             return None
         if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <secret key>'.")
+            raise exceptions.AuthenticationFailed(
+                "Authorization header must be 'Bearer <secret key>'."
+            )
         raw_key = header[1].decode(errors="replace")
-        api_key = api_key_authenticate(raw_key=raw_key, kind=ApiKey.Kind.SECRET, request=request._request)
+        api_key = api_key_authenticate(
+            raw_key=raw_key, kind=ApiKey.Kind.SECRET, request=request._request
+        )
         if api_key is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked secret key.")
         return ApiKeyUser(api_key), api_key
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'
+
+
+class SecretKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = SecretKeyAuthentication
+    name = "secretKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A workspace secret key (sk_...), created in Settings → API keys or with `manage.py create_api_key`.",
+        }
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,9 @@ def api_workspace(request: Request) -> ApiAccess:
     else:
         slug = request.META.get(WORKSPACE_HEADER, "")
         if not slug:
-            raise exceptions.ValidationError({"X-Workspace": "Name the workspace (its slug) in the X-Workspace header."})
+            raise exceptions.ValidationError(
+                {"X-Workspace": "Name the workspace (its slug) in the X-Workspace header."}
+            )
         membership = membership_get(user=request.user, workspace_slug=slug)
         access = ApiAccess(workspace=membership.workspace, role=membership.role)
     request._api_access = access
@@ -92,5 +111,7 @@ class HasWorkspacePermission(permissions.BasePermission):
         except Http404:
             raise exceptions.NotFound("No such workspace.") from None
         if not role_has_permission(access.role, permission):
-            raise exceptions.PermissionDenied(f"This role ({access.role}) lacks the permission {permission}.")
+            raise exceptions.PermissionDenied(
+                f"This role ({access.role}) lacks the permission {permission}."
+            )
         return True

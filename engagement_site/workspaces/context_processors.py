@@ -13,6 +13,8 @@ def workspace(request: HttpRequest) -> dict:
     return {
         "current_workspace": getattr(request, "workspace", None),
         "current_membership": membership,
-        "perms_in_workspace": ROLE_PERMISSIONS.get(membership.role, frozenset()) if membership else frozenset(),
+        "perms_in_workspace": ROLE_PERMISSIONS.get(membership.role, frozenset())
+        if membership
+        else frozenset(),
         "switcher_memberships": memberships_for_user(user=user),
     }

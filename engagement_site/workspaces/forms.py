@@ -19,7 +19,11 @@ class WorkspaceSettingsForm(forms.Form):
 
     @classmethod
     def for_workspace(cls, workspace: Workspace, data=None) -> "WorkspaceSettingsForm":
-        initial = {"name": workspace.name, "time_zone": workspace.time_zone, "default_locale": workspace.default_locale}
+        initial = {
+            "name": workspace.name,
+            "time_zone": workspace.time_zone,
+            "default_locale": workspace.default_locale,
+        }
         return cls(data, initial=initial)
 
 
@@ -33,9 +37,13 @@ class MemberRoleForm(forms.Form):
 
 
 class ApiKeyCreateForm(forms.Form):
-    name = forms.CharField(max_length=120, help_text="Where the key is used, e.g. 'iOS app' or 'CRM sync'.")
+    name = forms.CharField(
+        max_length=120, help_text="Where the key is used, e.g. 'iOS app' or 'CRM sync'."
+    )
     kind = forms.ChoiceField(choices=ApiKey.Kind.choices)
-    role = forms.ChoiceField(choices=[("", "-")] + list(Role.choices), required=False, help_text="Secret keys only.")
+    role = forms.ChoiceField(
+        choices=[("", "-"), *list(Role.choices)], required=False, help_text="Secret keys only."
+    )
 
     def clean(self):
         cleaned = super().clean()

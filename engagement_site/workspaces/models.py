@@ -88,7 +88,8 @@ class ApiKey(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(kind="write", role="") | models.Q(kind="secret") & ~models.Q(role=""),
+                condition=models.Q(kind="write", role="")
+                | models.Q(kind="secret") & ~models.Q(role=""),
                 name="api_key_role_only_for_secret",
             )
         ]

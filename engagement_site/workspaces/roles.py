@@ -108,7 +108,9 @@ def permission_table_markdown() -> str:
     for area in Area:
         cells = []
         for role in roles:
-            granted = [a for a in AREA_ACTIONS[area] if f"{area.value}.{a}" in ROLE_PERMISSIONS[role]]
+            granted = [
+                a for a in AREA_ACTIONS[area] if f"{area.value}.{a}" in ROLE_PERMISSIONS[role]
+            ]
             cells.append(", ".join(granted) if granted else "-")
         rows.append(f"| {area.label} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"

@@ -12,14 +12,18 @@ from engagement_site.workspaces.models import ApiKey, AuditLog, Membership, Work
 
 
 def memberships_for_user(*, user: AbstractBaseUser) -> QuerySet[Membership]:
-    return Membership.objects.filter(user=user).select_related("workspace").order_by("workspace__name")
+    return (
+        Membership.objects.filter(user=user).select_related("workspace").order_by("workspace__name")
+    )
 
 
 def membership_get(*, user: AbstractBaseUser, workspace_slug: str) -> Membership:
     if not user.is_authenticated:
         raise Http404("No such workspace")
     membership = (
-        Membership.objects.select_related("workspace").filter(user=user, workspace__slug=workspace_slug).first()
+        Membership.objects.select_related("workspace")
+        .filter(user=user, workspace__slug=workspace_slug)
+        .first()
     )
     if membership is None:
         raise Http404("No such workspace")
@@ -27,7 +31,11 @@ def membership_get(*, user: AbstractBaseUser, workspace_slug: str) -> Membership
 
 
 def workspace_members(*, workspace: Workspace) -> QuerySet[Membership]:
-    return Membership.objects.filter(workspace=workspace).select_related("user").order_by("user__username")
+    return (
+        Membership.objects.filter(workspace=workspace)
+        .select_related("user")
+        .order_by("user__username")
+    )
 
 
 def workspace_membership_get(*, workspace: Workspace, membership_id: int) -> Membership:
@@ -49,7 +57,9 @@ def workspace_api_key_get(*, workspace: Workspace, api_key_id: int) -> ApiKey:
 
 
 def workspace_audit_log(*, workspace: Workspace) -> QuerySet[AuditLog]:
-    return AuditLog.objects.filter(workspace=workspace).select_related("actor").order_by("-sequence")
+    return (
+        AuditLog.objects.filter(workspace=workspace).select_related("actor").order_by("-sequence")
+    )
 
 
 def workspace_by_slug(*, slug: str) -> Workspace:

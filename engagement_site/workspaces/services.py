@@ -40,10 +40,12 @@ class AuditContext:
     user_agent: str = ""
 
     @classmethod
-    def from_request(cls, request: HttpRequest, *, actor: AbstractBaseUser | None = None) -> AuditContext:
+    def from_request(
+        cls, request: HttpRequest, *, actor: AbstractBaseUser | None = None
+    ) -> AuditContext:
         user = actor if actor is not None else getattr(request, "user", None)
-        if user is not None and not user.is_authenticated:
-            user = None
+        if not isinstance(user, get_user_model()):
+            user = None  # anonymous, or a secret-key request (its key is the actor)
         api_key = getattr(request, "auth", None)
         label = user.get_username() if user is not None else ""
         if user is None and isinstance(api_key, ApiKey):
@@ -147,7 +149,9 @@ class ChainBreak:
     problem: str
 
 
-def audit_log_verify(*, workspace: Workspace | None = None, all_chains: bool = False) -> list[ChainBreak]:
+def audit_log_verify(
+    *, workspace: Workspace | None = None, all_chains: bool = False
+) -> list[ChainBreak]:
     """Walk one chain (or every chain) and report each row whose link or hash is wrong."""
     if all_chains:
         chain_ids: list[int | None] = [None, *Workspace.objects.values_list("pk", flat=True)]
@@ -157,14 +161,39 @@ def audit_log_verify(*, workspace: Workspace | None = None, all_chains: bool = F
     for chain_id in chain_ids:
         expected_previous = GENESIS_HASH
         expected_sequence = 1
-        rows = AuditLog.objects.filter(workspace_id=chain_id).order_by("sequence").iterator(chunk_size=2000)
+        rows = (
+            AuditLog.objects.filter(workspace_id=chain_id)
+            .order_by("sequence")
+            .iterator(chunk_size=2000)
+        )
         for row in rows:
             if row.sequence != expected_sequence:
-                breaks.append(ChainBreak(chain_id, row.sequence, row.pk, f"sequence jumps from {expected_sequence - 1} to {row.sequence} (rows missing)"))
+                breaks.append(
+                    ChainBreak(
+                        chain_id,
+                        row.sequence,
+                        row.pk,
+                        f"sequence jumps from {expected_sequence - 1} to {row.sequence} (rows missing)",
+                    )
+                )
             if row.previous_hash != expected_previous:
-                breaks.append(ChainBreak(chain_id, row.sequence, row.pk, "previous_hash does not match the row before it"))
+                breaks.append(
+                    ChainBreak(
+                        chain_id,
+                        row.sequence,
+                        row.pk,
+                        "previous_hash does not match the row before it",
+                    )
+                )
             if audit_row_hash(row) != row.row_hash:
-                breaks.append(ChainBreak(chain_id, row.sequence, row.pk, "row content does not match its hash (row was changed)"))
+                breaks.append(
+                    ChainBreak(
+                        chain_id,
+                        row.sequence,
+                        row.pk,
+                        "row content does not match its hash (row was changed)",
+                    )
+                )
             expected_previous = row.row_hash
             expected_sequence = row.sequence + 1
     return breaks
@@ -200,7 +229,13 @@ def workspace_create(
         action=AuditAction.CREATE,
         workspace=workspace,
         target=workspace,
-        changes={"name": name, "slug": slug, "time_zone": time_zone, "default_locale": default_locale, "owner": owner.get_username()},
+        changes={
+            "name": name,
+            "slug": slug,
+            "time_zone": time_zone,
+            "default_locale": default_locale,
+            "owner": owner.get_username(),
+        },
     )
     return workspace
 
@@ -221,7 +256,13 @@ def workspace_update(*, workspace: Workspace, context: AuditContext, **fields: A
     if not changes:
         return workspace
     workspace.save(update_fields=list(changes))
-    audit_record(context=context, action=AuditAction.CHANGE, workspace=workspace, target=workspace, changes=changes)
+    audit_record(
+        context=context,
+        action=AuditAction.CHANGE,
+        workspace=workspace,
+        target=workspace,
+        changes=changes,
+    )
     return workspace
 
 
@@ -230,7 +271,9 @@ def workspace_update(*, workspace: Workspace, context: AuditContext, **fields: A
 
 def _check_can_assign(*, acting_role: str, role: str) -> None:
     if role not in ROLES_ASSIGNABLE_BY.get(acting_role, ()):
-        raise PermissionDenied(f"A {Role(acting_role).label.lower()} cannot grant or remove the {Role(role).label.lower()} role")
+        raise PermissionDenied(
+            f"A {Role(acting_role).label.lower()} cannot grant or remove the {Role(role).label.lower()} role"
+        )
 
 
 @transaction.atomic
@@ -242,23 +285,41 @@ def membership_add(
         raise ValidationError(f"unknown role {role!r}")
     _check_can_assign(acting_role=acting_role, role=role)
     user_model = get_user_model()
-    user = user_model.objects.filter(email__iexact=email).first() or user_model.objects.filter(username=email).first()
+    user = (
+        user_model.objects.filter(email__iexact=email).first()
+        or user_model.objects.filter(username=email).first()
+    )
     if user is None:
-        raise ValidationError(f"No user with the email {email!r}: ask an admin to create the account first.")
+        raise ValidationError(
+            f"No user with the email {email!r}: ask an admin to create the account first."
+        )
     if Membership.objects.filter(workspace=workspace, user=user).exists():
         raise ValidationError(f"{email} is already a member of this workspace.")
     membership = Membership.objects.create(workspace=workspace, user=user, role=role)
-    audit_record(context=context, action=AuditAction.CREATE, workspace=workspace, target=membership, changes={"user": user.get_username(), "role": role})
+    audit_record(
+        context=context,
+        action=AuditAction.CREATE,
+        workspace=workspace,
+        target=membership,
+        changes={"user": user.get_username(), "role": role},
+    )
     return membership
 
 
 def _check_keeps_an_owner(membership: Membership) -> None:
-    if membership.role == Role.OWNER and not Membership.objects.filter(workspace_id=membership.workspace_id, role=Role.OWNER).exclude(pk=membership.pk).exists():
+    if (
+        membership.role == Role.OWNER
+        and not Membership.objects.filter(workspace_id=membership.workspace_id, role=Role.OWNER)
+        .exclude(pk=membership.pk)
+        .exists()
+    ):
         raise ValidationError("A workspace needs at least one owner.")
 
 
 @transaction.atomic
-def membership_change_role(*, membership: Membership, role: str, acting_role: str, context: AuditContext) -> Membership:
+def membership_change_role(
+    *, membership: Membership, role: str, acting_role: str, context: AuditContext
+) -> Membership:
     if role not in Role.values:
         raise ValidationError(f"unknown role {role!r}")
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
@@ -270,16 +331,32 @@ def membership_change_role(*, membership: Membership, role: str, acting_role: st
     before = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
-    audit_record(context=context, action=AuditAction.CHANGE, workspace=membership.workspace, target=membership, changes={"role": {"before": before, "after": role}})
+    audit_record(
+        context=context,
+        action=AuditAction.CHANGE,
+        workspace=membership.workspace,
+        target=membership,
+        changes={"role": {"before": before, "after": role}},
+    )
     return membership
 
 
 @transaction.atomic
 def membership_remove(*, membership: Membership, acting_role: str, context: AuditContext) -> None:
-    membership = Membership.objects.select_for_update().select_related("workspace", "user").get(pk=membership.pk)
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("workspace", "user")
+        .get(pk=membership.pk)
+    )
     _check_can_assign(acting_role=acting_role, role=membership.role)
     _check_keeps_an_owner(membership)
-    audit_record(context=context, action=AuditAction.DELETE, workspace=membership.workspace, target=membership, changes={"user": membership.user.get_username(), "role": membership.role})
+    audit_record(
+        context=context,
+        action=AuditAction.DELETE,
+        workspace=membership.workspace,
+        target=membership,
+        changes={"user": membership.user.get_username(), "role": membership.role},
+    )
     membership.delete()
 
 
@@ -312,7 +389,13 @@ def api_key_create(
         public_value=raw_key if kind == ApiKey.Kind.WRITE else "",
         created_by=context.actor,
     )
-    audit_record(context=context, action=AuditAction.API_KEY_CREATED, workspace=workspace, target=api_key, changes={"kind": kind, "name": api_key.name, "role": role})
+    audit_record(
+        context=context,
+        action=AuditAction.API_KEY_CREATED,
+        workspace=workspace,
+        target=api_key,
+        changes={"kind": kind, "name": api_key.name, "role": role},
+    )
     return api_key, raw_key
 
 
@@ -323,11 +406,18 @@ def api_key_revoke(*, api_key: ApiKey, context: AuditContext) -> ApiKey:
         return api_key
     api_key.revoked_at = timezone.now()
     api_key.save(update_fields=["revoked_at"])
-    audit_record(context=context, action=AuditAction.API_KEY_REVOKED, workspace=api_key.workspace, target=api_key)
+    audit_record(
+        context=context,
+        action=AuditAction.API_KEY_REVOKED,
+        workspace=api_key.workspace,
+        target=api_key,
+    )
     return api_key
 
 
-def api_key_authenticate(*, raw_key: str, kind: str, request: HttpRequest | None = None) -> ApiKey | None:
+def api_key_authenticate(
+    *, raw_key: str, kind: str, request: HttpRequest | None = None
+) -> ApiKey | None:
     """Return the active key of this kind, or None. Records use (coarsely; see above)."""
     if not raw_key:
         return None
@@ -342,12 +432,16 @@ def api_key_authenticate(*, raw_key: str, kind: str, request: HttpRequest | None
     if api_key.last_used_at is None or now - api_key.last_used_at >= API_KEY_LAST_USED_GRANULARITY:
         previous = api_key.last_used_at
         # Conditional update: of many concurrent requests, one records the use.
-        updated = ApiKey.objects.filter(pk=api_key.pk, last_used_at=previous).update(last_used_at=now)
+        updated = ApiKey.objects.filter(pk=api_key.pk, last_used_at=previous).update(
+            last_used_at=now
+        )
         if updated and (previous is None or now - previous >= API_KEY_USE_AUDIT_INTERVAL):
             label = f"API key {api_key.display_prefix}… ({api_key.name})"
             context = AuditContext.from_request(request) if request is not None else AuditContext()
             audit_record(
-                context=AuditContext(actor_label=label, ip_address=context.ip_address, user_agent=context.user_agent),
+                context=AuditContext(
+                    actor_label=label, ip_address=context.ip_address, user_agent=context.user_agent
+                ),
                 action=AuditAction.API_KEY_USED,
                 workspace=api_key.workspace,
                 target=api_key,
@@ -362,18 +456,24 @@ def api_key_authenticate(*, raw_key: str, kind: str, request: HttpRequest | None
 def session_login_recorded(*, request: HttpRequest, user: AbstractBaseUser) -> None:
     """Audit a successful login in every workspace the user belongs to."""
     context = AuditContext.from_request(request, actor=user)
-    audit_record(context=context, action=AuditAction.LOGIN, target=user, object_repr=user.get_username())
+    audit_record(
+        context=context, action=AuditAction.LOGIN, target=user, object_repr=user.get_username()
+    )
 
 
 def session_logout_recorded(*, request: HttpRequest, user: AbstractBaseUser) -> None:
     context = AuditContext.from_request(request, actor=user)
-    audit_record(context=context, action=AuditAction.LOGOUT, target=user, object_repr=user.get_username())
+    audit_record(
+        context=context, action=AuditAction.LOGOUT, target=user, object_repr=user.get_username()
+    )
 
 
 def session_login_failed_recorded(*, request: HttpRequest, username: str, locked_out: bool) -> None:
     context = AuditContext.from_request(request)
     audit_record(
-        context=AuditContext(actor_label=username[:200], ip_address=context.ip_address, user_agent=context.user_agent),
+        context=AuditContext(
+            actor_label=username[:200], ip_address=context.ip_address, user_agent=context.user_agent
+        ),
         action=AuditAction.LOGIN_FAILED,
         object_type="auth.User",
         object_repr=username[:200],

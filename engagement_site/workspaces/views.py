@@ -39,7 +39,11 @@ def settings_general(request: HttpRequest) -> HttpResponse:
             )
             messages.success(request, "Workspace settings saved.")
             return redirect("settings_general", workspace_slug=workspace.slug)
-    return render(request, "workspaces/settings_general.html", {"area": "settings", "tab": "general", "form": form})
+    return render(
+        request,
+        "workspaces/settings_general.html",
+        {"area": "settings", "tab": "general", "form": form},
+    )
 
 
 @workspace_view("members.view")
@@ -71,10 +75,12 @@ def settings_members(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_POST
 @workspace_view("members.edit")
+@require_POST
 def member_change_role(request: HttpRequest, membership_id: int) -> HttpResponse:
-    membership = selectors.workspace_membership_get(workspace=request.workspace, membership_id=membership_id)
+    membership = selectors.workspace_membership_get(
+        workspace=request.workspace, membership_id=membership_id
+    )
     form = MemberRoleForm(request.POST)
     if form.is_valid():
         try:
@@ -84,7 +90,10 @@ def member_change_role(request: HttpRequest, membership_id: int) -> HttpResponse
                 acting_role=request.membership.role,
                 context=AuditContext.from_request(request),
             )
-            messages.success(request, f"{membership.user.get_username()} is now {form.cleaned_data['role'].replace('_', ' ')}.")
+            messages.success(
+                request,
+                f"{membership.user.get_username()} is now {form.cleaned_data['role'].replace('_', ' ')}.",
+            )
         except ValidationError as error:
             messages.error(request, _error_text(error))
     else:
@@ -92,12 +101,18 @@ def member_change_role(request: HttpRequest, membership_id: int) -> HttpResponse
     return redirect("settings_members", workspace_slug=request.workspace.slug)
 
 
-@require_POST
 @workspace_view("members.edit")
+@require_POST
 def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
-    membership = selectors.workspace_membership_get(workspace=request.workspace, membership_id=membership_id)
+    membership = selectors.workspace_membership_get(
+        workspace=request.workspace, membership_id=membership_id
+    )
     try:
-        services.membership_remove(membership=membership, acting_role=request.membership.role, context=AuditContext.from_request(request))
+        services.membership_remove(
+            membership=membership,
+            acting_role=request.membership.role,
+            context=AuditContext.from_request(request),
+        )
         messages.success(request, f"{membership.user.get_username()} removed.")
     except ValidationError as error:
         messages.error(request, _error_text(error))
@@ -129,8 +144,8 @@ def settings_api_keys(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_POST
 @workspace_view("api_keys.edit")
+@require_POST
 def api_key_revoke(request: HttpRequest, api_key_id: int) -> HttpResponse:
     api_key = selectors.workspace_api_key_get(workspace=request.workspace, api_key_id=api_key_id)
     services.api_key_revoke(api_key=api_key, context=AuditContext.from_request(request))

@@ -33,36 +33,60 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--workers", type=int, default=int(os.environ.get("RQ_WORKERS", "1")))
-        parser.add_argument("--no-demo", action="store_true", help="Do not load the demo workspace.")
+        parser.add_argument(
+            "--no-demo", action="store_true", help="Do not load the demo workspace."
+        )
+        parser.add_argument(
+            "--demo-profiles",
+            type=int,
+            default=int(os.environ.get("DEMO_PROFILES", "5000")),
+            help="Size of the demo dataset on first start.",
+        )
 
-    def handle(self, *args, port: int, host: str, workers: int, no_demo: bool, **options):
+    def handle(
+        self,
+        *args,
+        port: int,
+        host: str,
+        workers: int,
+        no_demo: bool,
+        demo_profiles: int,
+        **options,
+    ):
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.stopping = False
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGTERM, self._request_stop)
         try:
-            self._prepare(no_demo=no_demo)
+            self._prepare(no_demo=no_demo, demo_profiles=demo_profiles)
             self._start_children(host=host, port=port, workers=workers)
             self._announce(host=host, port=port)
             exit_code = self._supervise()
         finally:
             self._stop_children()
             if embedded.started_here:
-                self.stdout.write("Stopping embedded " + " and ".join(sorted(embedded.started_here)) + "…")
+                self.stdout.write(
+                    "Stopping embedded " + " and ".join(sorted(embedded.started_here)) + "…"
+                )
                 embedded.stop_started_here()
         sys.exit(exit_code)
 
     def _request_stop(self, signum, frame) -> None:
         self.stopping = True
 
-    def _prepare(self, *, no_demo: bool) -> None:
-        where = "embedded, under ./var/" if embedded.started_here or not os.environ.get("DATABASE_URL") else "from DATABASE_URL"
-        self.stdout.write(f"Database: {where}")
+    def _prepare(self, *, no_demo: bool, demo_profiles: int) -> None:
+        for name, variable in (("PostgreSQL", "DATABASE_URL"), ("Redis", "REDIS_URL")):
+            where = (
+                f"from {variable}"
+                if os.environ.get(variable)
+                else f"embedded, under {embedded.var_dir()}"
+            )
+            self.stdout.write(f"{name}: {where}")
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Migrations applied.")
         if not no_demo and not demo_workspace_exists():
             self.stdout.write("First start: loading the demo workspace (about a minute)…")
-            call_command("load_demo")
+            call_command("load_demo", profiles=demo_profiles)
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -81,9 +105,31 @@ class Command(BaseCommand):
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         daphne = str(Path(python).with_name("daphne"))
-        self._spawn("daphne", [daphne, "--bind", host, "--port", str(port), "--proxy-headers", "engagement_site.asgi:application"])
+        self._spawn(
+            "daphne",
+            [
+                daphne,
+                "--bind",
+                host,
+                "--port",
+                str(port),
+                "--proxy-headers",
+                "engagement_site.asgi:application",
+            ],
+        )
         for number in range(1, workers + 1):
-            self._spawn(f"worker-{number}", [python, manage, "rqworker", *QUEUES, "--worker-class", "rq.worker.SimpleWorker", "--with-scheduler"])
+            self._spawn(
+                f"worker-{number}",
+                [
+                    python,
+                    manage,
+                    "rqworker",
+                    *QUEUES,
+                    "--worker-class",
+                    "rq.worker.SimpleWorker",
+                    "--with-scheduler",
+                ],
+            )
         self._spawn("scheduler", [python, manage, "run_scheduler"])
 
     def _announce(self, *, host: str, port: int) -> None:
@@ -95,8 +141,12 @@ class Command(BaseCommand):
         ]
         credentials = demo_credentials()
         if credentials:
-            lines.append(f"  Log in as {credentials['username']} / {credentials['password']} (workspace '{DEMO_WORKSPACE_SLUG}', also Django admin at /admin/)")
-        lines.append("  Running: " + ", ".join(name for name, _ in self.children) + ". Press Ctrl-C to stop.")
+            lines.append(
+                f"  Log in as {credentials['username']} / {credentials['password']} (workspace '{DEMO_WORKSPACE_SLUG}', also Django admin at /admin/)"
+            )
+        lines.append(
+            "  Running: " + ", ".join(name for name, _ in self.children) + ". Press Ctrl-C to stop."
+        )
         lines.append("")
         self.stdout.write(self.style.SUCCESS("\n".join(lines)))
 

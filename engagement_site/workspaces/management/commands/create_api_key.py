@@ -17,7 +17,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--workspace", required=True, help="Workspace slug, e.g. demo")
         parser.add_argument("--kind", required=True, choices=ApiKey.Kind.values)
-        parser.add_argument("--role", choices=Role.values, help="Secret keys only (default: viewer)")
+        parser.add_argument(
+            "--role", choices=Role.values, help="Secret keys only (default: viewer)"
+        )
         parser.add_argument("--name", default="", help="Where the key is used")
 
     def handle(self, *args, workspace: str, kind: str, role: str | None, name: str, **options):

@@ -25,9 +25,13 @@ class Command(BaseCommand):
             breaks = audit_log_verify(all_chains=True)
         total = AuditLog.objects.count()
         if not breaks:
-            self.stdout.write(self.style.SUCCESS(f"Audit log intact: {total} rows, every chain verified."))
+            self.stdout.write(
+                self.style.SUCCESS(f"Audit log intact: {total} rows, every chain verified.")
+            )
             return
         for item in breaks:
             chain = f"workspace {item.workspace_id}" if item.workspace_id else "global chain"
-            self.stderr.write(f"BROKEN {chain} sequence {item.sequence} (row {item.audit_log_id}): {item.problem}")
+            self.stderr.write(
+                f"BROKEN {chain} sequence {item.sequence} (row {item.audit_log_id}): {item.problem}"
+            )
         raise CommandError(f"{len(breaks)} break(s) in the audit log")

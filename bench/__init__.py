@@ -1,0 +1,1 @@
+"""Benchmark suite (`make bench`). Timing goals live here, never in tests."""
