@@ -5,4 +5,5 @@ from segments import views
 urlpatterns = [
     path("segments/", views.segment_list, name="segment_list"),
     path("profiles/", views.profile_list, name="profile_list"),
+    path("profiles/<int:profile_id>/", views.profile_detail, name="profile_detail"),
 ]

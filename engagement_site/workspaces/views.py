@@ -163,5 +163,11 @@ def settings_audit_log(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "workspaces/settings_audit_log.html",
-        {"area": "settings", "tab": "audit_log", "page": page, "action": action},
+        {
+            "area": "settings",
+            "tab": "audit_log",
+            "page": page,
+            "action": action,
+            "audit_actions": rows.model._meta.get_field("action").choices,
+        },
     )

@@ -7,74 +7,145 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('workspaces', '0002_audit_log_append_only'),
+        ("workspaces", "0002_audit_log_append_only"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Profile',
+            name="Profile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('user_id', models.CharField(blank=True, max_length=255)),
-                ('anonymous_ids', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=255), blank=True, default=list, size=None)),
-                ('traits', models.JSONField(blank=True, default=dict)),
-                ('email', models.CharField(blank=True, max_length=254)),
-                ('phone', models.CharField(blank=True, help_text='E.164, e.g. +4915112345678', max_length=32)),
-                ('time_zone', models.CharField(blank=True, help_text='IANA name', max_length=64)),
-                ('locale', models.CharField(blank=True, max_length=16)),
-                ('first_seen', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_seen', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('workspace', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='profiles', to='workspaces.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("user_id", models.CharField(blank=True, max_length=255)),
+                (
+                    "anonymous_ids",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=255),
+                        blank=True,
+                        default=list,
+                        size=None,
+                    ),
+                ),
+                ("traits", models.JSONField(blank=True, default=dict)),
+                ("email", models.CharField(blank=True, max_length=254)),
+                (
+                    "phone",
+                    models.CharField(
+                        blank=True, help_text="E.164, e.g. +4915112345678", max_length=32
+                    ),
+                ),
+                ("time_zone", models.CharField(blank=True, help_text="IANA name", max_length=64)),
+                ("locale", models.CharField(blank=True, max_length=16)),
+                ("first_seen", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_seen", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="profiles",
+                        to="workspaces.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('type', models.CharField(choices=[('track', 'Track'), ('identify', 'Identify'), ('page', 'Page'), ('screen', 'Screen'), ('group', 'Group'), ('alias', 'Alias')], default='track', max_length=10)),
-                ('name', models.CharField(blank=True, help_text='Blank for non-track calls', max_length=200)),
-                ('properties', models.JSONField(blank=True, default=dict)),
-                ('context', models.JSONField(blank=True, default=dict)),
-                ('message_id', models.CharField(max_length=100)),
-                ('timestamp', models.DateTimeField()),
-                ('original_timestamp', models.DateTimeField(blank=True, null=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('workspace', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='workspaces.workspace')),
-                ('profile', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='segments.profile')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("track", "Track"),
+                            ("identify", "Identify"),
+                            ("page", "Page"),
+                            ("screen", "Screen"),
+                            ("group", "Group"),
+                            ("alias", "Alias"),
+                        ],
+                        default="track",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        blank=True, help_text="Blank for non-track calls", max_length=200
+                    ),
+                ),
+                ("properties", models.JSONField(blank=True, default=dict)),
+                ("context", models.JSONField(blank=True, default=dict)),
+                ("message_id", models.CharField(max_length=100)),
+                ("timestamp", models.DateTimeField()),
+                ("original_timestamp", models.DateTimeField(blank=True, null=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="workspaces.workspace",
+                    ),
+                ),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="segments.profile",
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='profile',
-            index=models.Index(fields=['workspace', 'email'], name='profile_ws_email'),
+            model_name="profile",
+            index=models.Index(fields=["workspace", "email"], name="profile_ws_email"),
         ),
         migrations.AddIndex(
-            model_name='profile',
-            index=models.Index(fields=['workspace', '-last_seen'], name='profile_ws_last_seen'),
+            model_name="profile",
+            index=models.Index(fields=["workspace", "-last_seen"], name="profile_ws_last_seen"),
         ),
         migrations.AddConstraint(
-            model_name='profile',
-            constraint=models.UniqueConstraint(condition=models.Q(('user_id', ''), _negated=True), fields=('workspace', 'user_id'), name='profile_unique_user_id'),
+            model_name="profile",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("user_id", ""), _negated=True),
+                fields=("workspace", "user_id"),
+                name="profile_unique_user_id",
+            ),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['profile', 'name', 'timestamp'], name='event_profile_name_ts'),
+            model_name="event",
+            index=models.Index(
+                fields=["profile", "name", "timestamp"], name="event_profile_name_ts"
+            ),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['workspace', 'name', 'timestamp'], name='event_ws_name_ts'),
+            model_name="event",
+            index=models.Index(fields=["workspace", "name", "timestamp"], name="event_ws_name_ts"),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['workspace', 'timestamp'], name='event_ws_ts'),
+            model_name="event",
+            index=models.Index(fields=["workspace", "timestamp"], name="event_ws_ts"),
         ),
         migrations.AddConstraint(
-            model_name='event',
-            constraint=models.UniqueConstraint(fields=('workspace', 'message_id'), name='event_unique_message_id'),
+            model_name="event",
+            constraint=models.UniqueConstraint(
+                fields=("workspace", "message_id"), name="event_unique_message_id"
+            ),
         ),
     ]

@@ -155,8 +155,13 @@ async function copyFrom(button) {
     // No clipboard API (plain http on a LAN host): fall back to a selection copy.
     if (typeof source.select === "function") {
       source.select();
-      copied = document.execCommand("copy");
+    } else {
+      const range = document.createRange();
+      range.selectNodeContents(source);
+      window.getSelection()?.removeAllRanges();
+      window.getSelection()?.addRange(range);
     }
+    copied = document.execCommand("copy");
   }
   const label = button.querySelector("[data-copy-label]") ?? button;
   const original = label.dataset.original ?? label.textContent;

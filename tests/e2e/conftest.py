@@ -9,11 +9,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 from django.db import connection
 from playwright.sync_api import sync_playwright
+
+# Playwright's sync API runs an event loop in the test thread, which makes Django's
+# ORM refuse to run there. The test process only sets up data; the server under test
+# (Daphne, below) runs without this flag.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -30,16 +36,9 @@ CHROMIUM_ARGS = [
 
 
 def database_url_of(settings_dict: dict) -> str:
-    """The URL of the database Django is connected to (the test database here)."""
-    host = settings_dict["HOST"] or ""
-    credentials = settings_dict["USER"] + (
-        f":{settings_dict['PASSWORD']}" if settings_dict["PASSWORD"] else ""
-    )
-    if host.startswith("/"):
-        return f"postgresql://{credentials}@/{settings_dict['NAME']}?host={host}"
-    return (
-        f"postgresql://{credentials}@{host}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
-    )
+    """DATABASE_URL with the database swapped for the one Django uses (the test database)."""
+    parsed = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parsed._replace(path=f"/{settings_dict['NAME']}"))
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +48,7 @@ def app_server(django_db_setup, django_db_blocker) -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     environment = {**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict)}
+    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE")
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / "daphne.log"
     process = subprocess.Popen(
