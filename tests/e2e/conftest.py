@@ -16,11 +16,6 @@ import pytest
 from django.db import connection
 from playwright.sync_api import sync_playwright
 
-# Playwright's sync API runs an event loop in the test thread, which makes Django's
-# ORM refuse to run there. The test process only sets up data; the server under test
-# (Daphne, below) runs without this flag.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -48,7 +43,7 @@ def app_server(django_db_setup, django_db_blocker) -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     environment = {**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict)}
-    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE")
+    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / "daphne.log"
     process = subprocess.Popen(
@@ -71,8 +66,18 @@ def app_server(django_db_setup, django_db_blocker) -> str:
     process.wait(timeout=20)
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="module", autouse=True)
+def _orm_beside_playwright():
+    """Playwright's sync API runs an event loop in the test thread, which makes Django's
+    ORM refuse to run there. Only these tests' own set-up queries need the exemption;
+    the server under test (Daphne) and every other test run without it."""
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture(scope="module")
+def browser(_orm_beside_playwright):
     if not Path(CHROMIUM).exists():
         pytest.fail(
             f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)"
