@@ -39,7 +39,8 @@ from django.db import connection, transaction
 from psycopg.types.json import set_json_dumps
 
 from engagement_site.workspaces.models import Workspace
-from segments.models import Event, Profile
+from segments.models import Event, Identity, Profile
+from segments.partitions import event_partitions_ensure
 
 WINDOW_DAYS = 60
 CURRENCY = "EUR"
@@ -815,6 +816,13 @@ PROFILE_COLUMNS = (
     ("last_seen", "timestamptz"),
     ("created_at", "timestamptz"),
 )
+IDENTITY_COLUMNS = (
+    ("workspace_id", "int8"),
+    ("kind", "varchar"),
+    ("value", "varchar"),
+    ("profile_id", "int8"),
+    ("created_at", "timestamptz"),
+)
 EVENT_COLUMNS = (
     ("workspace_id", "int8"),
     ("profile_id", "int8"),
@@ -849,6 +857,7 @@ def demo_dataset_load(*, workspace: Workspace, profile_count: int, seed: int) ->
     Profile.objects.filter(workspace=workspace).delete()
 
     generator = _DemoGenerator(seed=seed, anchor=_anchor())
+    event_partitions_ensure(start=generator.anchor - timedelta(days=70))
     people = [generator.person(index) for index in range(profile_count)]
     event_count = 0
 
@@ -883,6 +892,29 @@ def demo_dataset_load(*, workspace: Workspace, profile_count: int, seed: int) ->
                         person.signup_at,
                     )
                 )
+
+        # Every id a profile is known by resolves to it, as ingestion would have recorded.
+        with _binary_copy(cursor, "segments_identity", IDENTITY_COLUMNS) as copy:
+            for person, profile_id in zip(people, profile_ids, strict=True):
+                copy.write_row(
+                    (
+                        workspace.pk,
+                        Identity.Kind.USER_ID.value,
+                        person.user_id,
+                        profile_id,
+                        person.signup_at,
+                    )
+                )
+                for anonymous_id in person.anonymous_ids:
+                    copy.write_row(
+                        (
+                            workspace.pk,
+                            Identity.Kind.ANONYMOUS_ID.value,
+                            anonymous_id,
+                            profile_id,
+                            person.signup_at,
+                        )
+                    )
 
         with _binary_copy(cursor, "segments_event", EVENT_COLUMNS) as copy:
             for person, profile_id in zip(people, profile_ids, strict=True):

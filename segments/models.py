@@ -1,10 +1,9 @@
-"""Models of the segments app: the people a workspace engages (Profile) and what they
-did (Event).
+"""Models of the segments app: the people a workspace engages (Profile, Identity,
+ProfileMerge, TraitChange) and what they did (Event, partitioned by month), with the
+ingestion bookkeeping (EventMessageId for dedup, RejectedEvent quarantine, EventSchema,
+IngestionSettings). Field names follow the Segment spec in snake_case.
 
-This is the plain, unpartitioned form. Planned later: time partitioning of the events
-table (composite primary key, messageId dedup moved to its own table), identity
-merges (anonymousId -> userId) and the ingestion API. Field names follow the Segment
-spec in snake_case so that later work can keep them.
+See docs/events.md for the partitioning and retention design.
 """
 
 from __future__ import annotations
@@ -84,14 +83,18 @@ class Event(models.Model):
         GROUP = "group", "Group"
         ALIAS = "alias", "Alias"
 
-    id = models.BigAutoField(primary_key=True)
-    # No single-column indexes on the two foreign keys: the composite indexes below
-    # start with them, and every extra index slows down bulk ingestion.
+    # The table is partitioned by month on `timestamp` (migration 0001 creates it by
+    # hand), so its primary key must include the partition key. `id` comes from a
+    # sequence and is unique on its own in practice.
+    pk = models.CompositePrimaryKey("id", "timestamp")
+    id = models.BigIntegerField(editable=False)
+    # DO_NOTHING in Django: the database's own ON DELETE CASCADE removes a deleted
+    # profile's events partition by partition, without loading them.
     workspace = models.ForeignKey(
-        Workspace, on_delete=models.CASCADE, related_name="events", db_index=False
+        Workspace, on_delete=models.DO_NOTHING, related_name="events", db_index=False
     )
     profile = models.ForeignKey(
-        Profile, on_delete=models.CASCADE, related_name="events", db_index=False
+        Profile, on_delete=models.DO_NOTHING, related_name="events", db_index=False
     )
     type = models.CharField(max_length=10, choices=Type.choices, default=Type.TRACK)
     name = models.CharField(max_length=200, blank=True, help_text="Blank for non-track calls")
@@ -102,13 +105,10 @@ class Event(models.Model):
     original_timestamp = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
+    # Schema violations when the workspace flags (rather than quarantines) them.
+    violations = models.JSONField(default=list, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["workspace", "message_id"], name="event_unique_message_id"
-            )
-        ]
         indexes = [
             models.Index(fields=["profile", "name", "timestamp"], name="event_profile_name_ts"),
             models.Index(fields=["workspace", "name", "timestamp"], name="event_ws_name_ts"),
@@ -118,3 +118,179 @@ class Event(models.Model):
     def __str__(self) -> str:
         label = self.name or self.get_type_display()
         return f"{label} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class Identity(models.Model):
+    """An id by which a profile is known: its user id, each anonymous id, each alias.
+    Ingestion resolves every call through this table."""
+
+    class Kind(models.TextChoices):
+        USER_ID = "user_id", "User id"
+        ANONYMOUS_ID = "anonymous_id", "Anonymous id"
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    value = models.CharField(max_length=255)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identities")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "kind", "value"], name="identity_unique_value"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value}"
+
+
+class ProfileMerge(models.Model):
+    """A record that one profile was folded into another (identify or alias)."""
+
+    class Reason(models.TextChoices):
+        IDENTIFY = "identify", "Identify linked an anonymous id to a user id"
+        ALIAS = "alias", "Alias joined two ids"
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges")
+    merged_profile_id = models.BigIntegerField(
+        help_text="The id of the profile that no longer exists"
+    )
+    merged_identities = models.JSONField(default=list)
+    merged_traits = models.JSONField(default=dict)
+    events_moved = models.PositiveIntegerField(default=0)
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    message_id = models.CharField(max_length=100, blank=True)
+    merged_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-merged_at"]
+
+    def __str__(self) -> str:
+        return f"profile {self.merged_profile_id} merged into {self.profile_id} ({self.reason})"
+
+
+class TraitChange(models.Model):
+    """The last changes of a profile's traits (the newest TRAIT_HISTORY_KEPT per profile)."""
+
+    TRAIT_HISTORY_KEPT = 100
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    profile = models.ForeignKey(
+        Profile, on_delete=models.CASCADE, related_name="trait_changes", db_index=False
+    )
+    trait = models.CharField(max_length=255, help_text="Dotted path for nested traits")
+    before = models.JSONField(null=True)
+    after = models.JSONField(null=True)
+    source = models.CharField(max_length=40, help_text="identify, import, api, merge")
+    message_id = models.CharField(max_length=100, blank=True)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["profile", "-changed_at"], name="traitchange_profile_time")]
+
+    def __str__(self) -> str:
+        return f"{self.trait}: {self.before!r} -> {self.after!r}"
+
+
+class EventMessageId(models.Model):
+    """messageIds seen per workspace, for deduplication. Unpartitioned (a unique index
+    on the partitioned events table would have to include the timestamp); rows older
+    than IngestionSettings.dedup_window_days are pruned by the scheduler."""
+
+    pk = models.CompositePrimaryKey("workspace_id", "message_id")
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    message_id = models.CharField(max_length=100)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return self.message_id
+
+
+class RejectedEvent(models.Model):
+    """Quarantine: an event refused inside an accepted request, with the reason and the
+    raw payload, shown in the UI and the API so nothing accepted is silently lost."""
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+    code = models.CharField(max_length=40)
+    reason = models.TextField()
+    event_type = models.CharField(max_length=20, blank=True)
+    event_name = models.CharField(max_length=200, blank=True)
+    message_id = models.CharField(max_length=100, blank=True)
+    payload = models.JSONField(null=True)
+    raw = models.TextField(blank=True, help_text="The payload as text when it was not JSON")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["workspace", "-received_at"], name="rejected_ws_received")]
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.event_name or self.event_type or self.message_id}"
+
+
+class EventSchema(models.Model):
+    """Expected properties of one event name: {"plan": {"type": "string", "required": true}}."""
+
+    class PropertyType(models.TextChoices):
+        STRING = "string"
+        NUMBER = "number"
+        INTEGER = "integer"
+        BOOLEAN = "boolean"
+        OBJECT = "object"
+        ARRAY = "array"
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    event_name = models.CharField(max_length=200)
+    properties = models.JSONField(default=dict)
+    allow_additional_properties = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "event_name"], name="eventschema_unique_name"
+            )
+        ]
+        ordering = ["event_name"]
+
+    def __str__(self) -> str:
+        return self.event_name
+
+
+class IngestionSettings(models.Model):
+    """Per-workspace ingestion policy."""
+
+    class ViolationAction(models.TextChoices):
+        FLAG = "flag", "Store the event and flag the violation"
+        QUARANTINE = "quarantine", "Quarantine the event"
+
+    workspace = models.OneToOneField(
+        Workspace, on_delete=models.CASCADE, related_name="ingestion_settings"
+    )
+    schema_violation_action = models.CharField(
+        max_length=12, choices=ViolationAction.choices, default=ViolationAction.FLAG
+    )
+    rate_limit_per_second = models.PositiveIntegerField(
+        default=2000, help_text="Events per second, averaged over 10 s"
+    )
+    event_retention_days = models.PositiveIntegerField(
+        default=0, help_text="0 keeps events forever"
+    )
+    dedup_window_days = models.PositiveIntegerField(default=30)
+
+    def __str__(self) -> str:
+        return f"Ingestion settings of {self.workspace_id}"
