@@ -28,6 +28,7 @@ api_v1_patterns = [
         name="api_api_key_revoke",
     ),
     path("audit-log/", workspaces_api.AuditLogListApi.as_view(), name="api_audit_log"),
+    path("", include("segments.api_urls")),
 ]
 
 urlpatterns = [
@@ -38,6 +39,8 @@ urlpatterns = [
     path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
+    # Segment-compatible tracking API (write keys), outside /api/ as Segment's clients expect.
+    path("v1/", include("segments.tracking_urls")),
     path("w/<slug:workspace_slug>/", include(workspace_patterns)),
     path("api/v1/", include(api_v1_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

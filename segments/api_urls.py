@@ -1,0 +1,3 @@
+"""REST API routes of the segments app (profiles, events, rejected events, schemas)."""
+
+urlpatterns: list = []
