@@ -315,4 +315,6 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
     },
 }
-SCHEDULER_DUTIES: list[str] = []
+SCHEDULER_DUTIES: list[str] = [
+    "segments.partitions.scheduler_duty",
+]

@@ -87,7 +87,10 @@ class Event(models.Model):
     # hand), so its primary key must include the partition key. `id` comes from a
     # sequence and is unique on its own in practice.
     pk = models.CompositePrimaryKey("id", "timestamp")
-    id = models.BigIntegerField(editable=False)
+    id = models.BigIntegerField(
+        editable=False,
+        db_default=models.Func(models.Value("segments_event_id_seq"), function="nextval"),
+    )
     # DO_NOTHING in Django: the database's own ON DELETE CASCADE removes a deleted
     # profile's events partition by partition, without loading them.
     workspace = models.ForeignKey(

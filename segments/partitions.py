@@ -125,6 +125,9 @@ def event_retention_apply(*, now: datetime | None = None) -> dict[str, int]:
             _, end = _bounds(month)
             if end <= keep_from:
                 with connection.cursor() as cursor:
+                    # Inside a larger transaction, deferred foreign-key checks on the
+                    # partition would block the DROP: run them now.
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
                     cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {name}")
                     cursor.execute(f"DROP TABLE {name}")
                 dropped += 1
@@ -147,10 +150,32 @@ def event_retention_apply(*, now: datetime | None = None) -> dict[str, int]:
     return {"partitions_dropped": dropped, "rows_deleted": deleted}
 
 
+def event_message_ids_prune(*, now: datetime | None = None) -> int:
+    """Forget messageIds older than each workspace's dedup window (default 30 days)."""
+    from segments.models import EventMessageId, IngestionSettings
+
+    now = now or timezone.now()
+    default_days = IngestionSettings._meta.get_field("dedup_window_days").default
+    windows = dict(IngestionSettings.objects.values_list("workspace_id", "dedup_window_days"))
+    deleted, _ = (
+        EventMessageId.objects.exclude(workspace_id__in=windows)
+        .filter(received_at__lt=now - timedelta(days=default_days))
+        .delete()
+    )
+    for workspace_id, days in windows.items():
+        count, _ = EventMessageId.objects.filter(
+            workspace_id=workspace_id, received_at__lt=now - timedelta(days=days)
+        ).delete()
+        deleted += count
+    return deleted
+
+
 def scheduler_duty() -> None:
-    """Hourly at most: next months' partitions exist, retention applied."""
+    """At most hourly (across scheduler restarts): next months' partitions exist,
+    retention applied, old messageIds forgotten."""
     from django.core.cache import cache
 
     if cache.add("duty:event_partitions", "1", timeout=3600):
         event_partitions_ensure()
         event_retention_apply()
+        event_message_ids_prune()

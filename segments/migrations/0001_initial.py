@@ -412,7 +412,15 @@ class Migration(migrations.Migration):
                                 serialize=False,
                             ),
                         ),
-                        ("id", models.BigIntegerField(editable=False)),
+                        (
+                            "id",
+                            models.BigIntegerField(
+                                db_default=models.Func(
+                                    models.Value("segments_event_id_seq"), function="nextval"
+                                ),
+                                editable=False,
+                            ),
+                        ),
                         (
                             "type",
                             models.CharField(
