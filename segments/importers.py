@@ -1,0 +1,400 @@
+"""Importers: CSV / JSON / JSON Lines files of profiles, events or purchases, with a
+column mapping, a dry run, and an import that goes through the same ingestion service
+as the tracking API (so identity resolution, traits, schemas and dedup behave alike).
+
+Each row becomes one Segment-spec message: profiles -> identify, events -> track,
+purchases -> track "order_completed". A row's messageId is its mapped `message_id`
+column or a hash of (kind, row), so importing the same file again stores nothing new.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from django.db import models
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.timezone import make_aware
+
+
+class ImportKind(models.TextChoices):
+    PROFILES = "profiles", "Profiles"
+    EVENTS = "events", "Events"
+    PURCHASES = "purchases", "Purchases"
+
+
+class FileFormat(models.TextChoices):
+    CSV = "csv", "CSV"
+    JSON = "json", "JSON array"
+    JSONL = "jsonl", "JSON Lines"
+
+
+# Target fields per kind: name -> (required, type). "trait:<name>" / "property:<name>"
+# targets are open-ended (any column can become a trait or an event property).
+FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
+    ImportKind.PROFILES: {
+        "user_id": (True, "string"),
+        "anonymous_id": (False, "string"),
+        "email": (False, "email"),
+        "phone": (False, "string"),
+        "first_name": (False, "string"),
+        "last_name": (False, "string"),
+        "name": (False, "string"),
+        "time_zone": (False, "string"),
+        "locale": (False, "string"),
+        "created_at": (False, "datetime"),
+        "message_id": (False, "string"),
+    },
+    ImportKind.EVENTS: {
+        "user_id": (False, "string"),
+        "anonymous_id": (False, "string"),
+        "event": (True, "string"),
+        "timestamp": (True, "datetime"),
+        "message_id": (False, "string"),
+    },
+    ImportKind.PURCHASES: {
+        "user_id": (True, "string"),
+        "order_id": (True, "string"),
+        "revenue": (True, "number"),
+        "currency": (False, "string"),
+        "timestamp": (True, "datetime"),
+        "product_id": (False, "string"),
+        "quantity": (False, "number"),
+        "message_id": (False, "string"),
+    },
+}
+OPEN_PREFIXES = {
+    ImportKind.PROFILES: "trait:",
+    ImportKind.EVENTS: "property:",
+    ImportKind.PURCHASES: "property:",
+}
+IGNORE = ""  # a column mapped to "" is skipped
+MAX_ERRORS_KEPT = 200
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be read (not a row problem)."""
+
+
+@dataclass
+class RowError:
+    row: int
+    column: str
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"row": self.row, "column": self.column, "message": self.message}
+
+
+@dataclass
+class DryRun:
+    rows: int = 0
+    valid: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def invalid(self) -> int:
+        return self.rows - self.valid
+
+
+def detect_format(filename: str, head: bytes) -> str:
+    lowered = filename.lower()
+    if lowered.endswith((".jsonl", ".ndjson")):
+        return FileFormat.JSONL
+    if lowered.endswith(".json"):
+        return FileFormat.JSON
+    if lowered.endswith(".csv"):
+        return FileFormat.CSV
+    stripped = head.lstrip()
+    if stripped.startswith(b"["):
+        return FileFormat.JSON
+    if stripped.startswith(b"{"):
+        return FileFormat.JSONL
+    return FileFormat.CSV
+
+
+def read_rows(data: bytes, file_format: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (row number as a person counts it, row). CSV row 1 is the header, so data
+    starts at 2; JSON arrays count from 1; JSON Lines count lines."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ImportFileError(
+            f"The file is not UTF-8 text (byte {error.start} is invalid)."
+        ) from None
+    if file_format == FileFormat.CSV:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames:
+            raise ImportFileError("The CSV file has no header row.")
+        duplicates = {name for name in reader.fieldnames if reader.fieldnames.count(name) > 1}
+        if duplicates:
+            raise ImportFileError(
+                f"The CSV header repeats the column(s) {', '.join(sorted(duplicates))}."
+            )
+        for number, row in enumerate(reader, start=2):
+            extra = row.pop(None, None)
+            if extra:
+                yield (
+                    number,
+                    {
+                        "__error__": f"row has {len(extra)} more value(s) than the header has columns"
+                    },
+                )
+            else:
+                yield number, {key: (value if value != "" else None) for key, value in row.items()}
+    elif file_format == FileFormat.JSON:
+        try:
+            items = orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            raise ImportFileError(f"The file is not valid JSON: {error}") from None
+        if not isinstance(items, list):
+            raise ImportFileError("A JSON import must be an array of objects.")
+        for number, item in enumerate(items, start=1):
+            yield number, item if isinstance(item, dict) else {"__error__": "not a JSON object"}
+    elif file_format == FileFormat.JSONL:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError as error:
+                yield number, {"__error__": f"not valid JSON: {error}"}
+                continue
+            yield number, item if isinstance(item, dict) else {"__error__": "not a JSON object"}
+    else:
+        raise ImportFileError(f"Unknown file format {file_format!r}.")
+
+
+def columns_of(data: bytes, file_format: str, *, sample_rows: int = 50) -> list[str]:
+    """Column names, in file order (JSON: the keys of the first rows)."""
+    seen: dict[str, None] = {}
+    for index, (_, row) in enumerate(read_rows(data, file_format)):
+        for key in row:
+            if key != "__error__":
+                seen.setdefault(key, None)
+        if index + 1 >= sample_rows:
+            break
+    return list(seen)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+
+
+SYNONYMS = {
+    "userid": "user_id", "customer_id": "user_id", "customerid": "user_id", "external_id": "user_id", "id": "user_id",
+    "anonymousid": "anonymous_id", "e_mail": "email", "email_address": "email", "mobile": "phone", "phone_number": "phone",
+    "firstname": "first_name", "lastname": "last_name", "full_name": "name", "timezone": "time_zone", "tz": "time_zone",
+    "language": "locale", "signup_date": "created_at", "signed_up_at": "created_at", "createdat": "created_at",
+    "event_name": "event", "name_of_event": "event", "time": "timestamp", "date": "timestamp", "occurred_at": "timestamp",
+    "messageid": "message_id", "order": "order_id", "orderid": "order_id", "amount": "revenue", "total": "revenue",
+    "price": "revenue", "productid": "product_id", "qty": "quantity",
+}  # fmt: skip
+
+
+def suggest_mapping(kind: str, columns: list[str]) -> dict[str, str]:
+    """A first guess that the person then corrects: known names map to fields, the rest
+    become traits (profiles) or properties (events, purchases)."""
+    fields = FIELDS[kind]
+    mapping: dict[str, str] = {}
+    taken: set[str] = set()
+    for column in columns:
+        key = _normalise(column)
+        target = key if key in fields else SYNONYMS.get(key, "")
+        if target in fields and target not in taken:
+            mapping[column] = target
+            taken.add(target)
+        else:
+            mapping[column] = OPEN_PREFIXES[kind] + (key or "column")
+    return mapping
+
+
+def validate_mapping(kind: str, mapping: dict[str, str]) -> list[str]:
+    """Problems with the mapping itself, each naming the column or field."""
+    fields = FIELDS[kind]
+    problems = []
+    targets = [target for target in mapping.values() if target != IGNORE]
+    for column, target in mapping.items():
+        if target == IGNORE:
+            continue
+        if target not in fields and not (
+            target.startswith(OPEN_PREFIXES[kind]) and len(target) > len(OPEN_PREFIXES[kind])
+        ):
+            problems.append(f"column {column!r}: unknown field {target!r} for a {kind} import")
+    for target in set(targets):
+        if target in fields and targets.count(target) > 1:
+            problems.append(f"field {target!r} is mapped from more than one column")
+    for name, (required, _) in fields.items():
+        if required and name not in targets:
+            problems.append(f"required field {name!r} is not mapped to any column")
+    if kind == ImportKind.EVENTS and "user_id" not in targets and "anonymous_id" not in targets:
+        problems.append("map a column to 'user_id' or 'anonymous_id': events need a person")
+    return problems
+
+
+def _convert(value: Any, field_type: str) -> Any:
+    if value is None:
+        return None
+    if field_type == "string":
+        if isinstance(value, (dict, list)):
+            raise ValueError("expected text, got a nested value")
+        return str(value).strip()
+    if field_type == "email":
+        text = str(value).strip()
+        if not EMAIL_PATTERN.match(text):
+            raise ValueError(f"{text!r} is not an email address")
+        return text
+    if field_type == "number":
+        if isinstance(value, bool):
+            raise ValueError("expected a number, got true/false")
+        if isinstance(value, (int, float)):
+            return value
+        try:
+            number = Decimal(str(value).strip().replace(",", ""))
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a number") from None
+        if not number.is_finite():
+            raise ValueError(f"{value!r} is not a finite number")
+        return int(number) if number == number.to_integral_value() else float(number)
+    if field_type == "datetime":
+        text = str(value).strip()
+        invalid = ValueError(f"{text!r} is not a date or an ISO-8601 time")
+        try:
+            parsed = (
+                parse_datetime(text.replace("Z", "+00:00")) if "T" in text or " " in text else None
+            )
+            day = None if parsed else parse_date(text)
+        except ValueError:  # well-formed but impossible, e.g. February 30th
+            raise invalid from None
+        if parsed is None:
+            if day is None:
+                raise invalid
+            parsed = datetime(day.year, day.month, day.day)
+        if parsed.tzinfo is None:
+            parsed = make_aware(parsed, timezone=UTC)
+        return parsed.isoformat()
+    raise AssertionError(field_type)
+
+
+def _nested_set(target: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            return
+    target[parts[-1]] = value
+
+
+def row_to_message(
+    kind: str, mapping: dict[str, str], row: dict[str, Any], row_number: int
+) -> tuple[dict | None, list[RowError]]:
+    """One row -> one Segment message, or the row's errors (each naming its column)."""
+    if "__error__" in row:
+        return None, [RowError(row_number, "", row["__error__"])]
+    fields = FIELDS[kind]
+    prefix = OPEN_PREFIXES[kind]
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    errors: list[RowError] = []
+    columns_of_field = {target: column for column, target in mapping.items() if target in fields}
+    for column, target in mapping.items():
+        if target == IGNORE or column not in row:
+            continue
+        raw = row[column]
+        if target in fields:
+            try:
+                values[target] = _convert(raw, fields[target][1])
+            except ValueError as error:
+                errors.append(RowError(row_number, column, str(error)))
+        elif raw is not None:
+            _nested_set(extra, target[len(prefix) :], raw)
+    unconvertible = {mapping[error.column] for error in errors}
+    for name, (required, _) in fields.items():
+        if required and name not in unconvertible and values.get(name) in (None, ""):
+            errors.append(
+                RowError(
+                    row_number, columns_of_field.get(name, name), f"{name} is required and empty"
+                )
+            )
+    if kind == ImportKind.EVENTS and not values.get("user_id") and not values.get("anonymous_id"):
+        errors.append(RowError(row_number, "", "needs a user_id or an anonymous_id"))
+    if errors:
+        return None, errors
+
+    identity = {key: values[key] for key in ("user_id", "anonymous_id") if values.get(key)}
+    message: dict[str, Any] = {
+        **({"userId": identity["user_id"]} if "user_id" in identity else {}),
+        **({"anonymousId": identity["anonymous_id"]} if "anonymous_id" in identity else {}),
+        "context": {"library": {"name": "engagement-importer", "version": "1"}},
+    }
+    if kind == ImportKind.PROFILES:
+        traits = {
+            key: values[key]
+            for key in ("email", "phone", "first_name", "last_name", "name", "created_at")
+            if values.get(key) is not None
+        }
+        traits.update(extra)
+        message.update({"type": "identify", "traits": traits})
+        if values.get("time_zone"):
+            message["context"]["timezone"] = values["time_zone"]
+        if values.get("locale"):
+            message["context"]["locale"] = values["locale"]
+    elif kind == ImportKind.EVENTS:
+        message.update(
+            {
+                "type": "track",
+                "event": values["event"],
+                "properties": extra,
+                "timestamp": values["timestamp"],
+            }
+        )
+    else:
+        properties = {
+            key: values[key]
+            for key in ("order_id", "revenue", "currency", "product_id", "quantity")
+            if values.get(key) is not None
+        }
+        properties.update(extra)
+        message.update(
+            {
+                "type": "track",
+                "event": "order_completed",
+                "properties": properties,
+                "timestamp": values["timestamp"],
+            }
+        )
+    message["messageId"] = (
+        values.get("message_id")
+        or "import-"
+        + hashlib.sha256(orjson.dumps([kind, message], option=orjson.OPT_SORT_KEYS)).hexdigest()[
+            :40
+        ]
+    )
+    return message, []
+
+
+def dry_run(
+    *, kind: str, mapping: dict[str, str], data: bytes, file_format: str, sample_size: int = 5
+) -> DryRun:
+    result = DryRun()
+    for row_number, row in read_rows(data, file_format):
+        result.rows += 1
+        message, errors = row_to_message(kind, mapping, row, row_number)
+        if message is None:
+            if len(result.errors) < MAX_ERRORS_KEPT:
+                result.errors.extend(errors[: MAX_ERRORS_KEPT - len(result.errors)])
+            continue
+        result.valid += 1
+        if len(result.sample) < sample_size:
+            result.sample.append(message)
+    return result
