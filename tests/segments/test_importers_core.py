@@ -15,12 +15,12 @@ from segments.importers import (
 )
 
 PROFILES_CSV = (
-    "Customer ID,E-mail,First Name,Plan,Signup Date,Timezone\n"
-    "c-1,ada@example.com,Ada,pro,2026-01-05,Europe/London\n"
-    "c-2,not-an-email,Bob,free,2026-02-30,\n"
-    ",carol@example.com,Carol,free,2026-03-01,\n"
-    "c-4,dan@example.com,Dan,enterprise,2026-03-02T10:00:00+01:00,Asia/Tokyo\n"
-).encode()
+    b"Customer ID,E-mail,First Name,Plan,Signup Date,Timezone\n"
+    b"c-1,ada@example.com,Ada,pro,2026-01-05,Europe/London\n"
+    b"c-2,not-an-email,Bob,free,2026-02-30,\n"
+    b",carol@example.com,Carol,free,2026-03-01,\n"
+    b"c-4,dan@example.com,Dan,enterprise,2026-03-02T10:00:00+01:00,Asia/Tokyo\n"
+)
 
 
 def test_suggested_mapping_recognises_common_names_and_keeps_the_rest_as_traits():
