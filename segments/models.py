@@ -9,6 +9,7 @@ See docs/events.md for the partitioning and retention design.
 from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -297,3 +298,49 @@ class IngestionSettings(models.Model):
 
     def __str__(self) -> str:
         return f"Ingestion settings of {self.workspace_id}"
+
+
+class ImportJob(models.Model):
+    """One uploaded file of profiles, events or purchases being imported (an RQ job)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a worker"
+        RUNNING = "running", "Importing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=12)  # segments.importers.ImportKind
+    file_format = models.CharField(max_length=8)  # segments.importers.FileFormat
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField()
+    mapping = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    total_rows = models.PositiveIntegerField(null=True)
+    processed_rows = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, help_text="The first row errors: row, column, message")
+    failure = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} import of {self.original_name}"
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.total_rows:
+            return 0
+        return min(100, round(100 * self.processed_rows / self.total_rows))
