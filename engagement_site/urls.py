@@ -14,6 +14,7 @@ workspace_patterns = [
     path("", views.workspace_home, name="workspace_home"),
     path("", include("journeys.urls")),
     path("", include("segments.urls")),
+    path("", include("segments.import_urls")),
     path("", include("content.urls")),
     path("", include("analytics.urls")),
     path("", include("engagement_site.workspaces.urls")),

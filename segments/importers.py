@@ -15,14 +15,16 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
-from django.db import models
+from django.db import models, transaction
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
+
+from segments.models import ImportJob
 
 
 class ImportKind(models.TextChoices):
@@ -398,3 +400,185 @@ def dry_run(
         if len(result.sample) < sample_size:
             result.sample.append(message)
     return result
+
+
+# --------------------------------------------------------------------------- jobs
+
+IMPORT_CHUNK_ROWS = 500
+IMPORT_STALE_AFTER = timedelta(minutes=30)
+MAX_IMPORT_BYTES = 200 * 1024 * 1024
+
+
+def import_draft_create(*, workspace, kind: str, uploaded_file, context) -> ImportJob:
+    """Store an uploaded file as a draft import with a suggested mapping, for the person
+    to check (and dry-run) before it runs. The file must be readable."""
+    from engagement_site.workspaces.models import AuditAction
+    from engagement_site.workspaces.services import audit_record
+
+    if kind not in ImportKind.values:
+        raise ImportFileError(f"Unknown import kind {kind!r}: use profiles, events or purchases.")
+    if uploaded_file.size > MAX_IMPORT_BYTES:
+        raise ImportFileError(
+            f"The file is {uploaded_file.size} bytes; imports take at most {MAX_IMPORT_BYTES} bytes."
+        )
+    data = uploaded_file.read()
+    uploaded_file.seek(0)
+    file_format = detect_format(uploaded_file.name, data[:512])
+    columns = columns_of(data, file_format)  # raises ImportFileError for an unreadable file
+    if not columns:
+        raise ImportFileError("The file has no rows.")
+    with transaction.atomic():
+        job = ImportJob.objects.create(
+            workspace=workspace,
+            kind=kind,
+            file_format=file_format,
+            file=uploaded_file,
+            original_name=uploaded_file.name[:255],
+            size=uploaded_file.size,
+            mapping=suggest_mapping(kind, columns),
+            created_by=context.actor,
+        )
+        audit_record(
+            context=context,
+            action=AuditAction.CREATE,
+            workspace=workspace,
+            target=job,
+            changes={"kind": kind, "file": job.original_name, "size": job.size},
+        )
+    return job
+
+
+def import_job_start(
+    *, job: ImportJob, mapping: dict[str, str], context, enqueue: bool = True
+) -> ImportJob:
+    """Fix the mapping and queue the import (after commit), unless the caller runs it
+    itself, as the command line does."""
+    from engagement_site.workspaces.models import AuditAction
+    from engagement_site.workspaces.services import audit_record
+
+    problems = validate_mapping(job.kind, mapping)
+    if problems:
+        raise ImportFileError("; ".join(problems))
+    with transaction.atomic():
+        started = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.DRAFT).update(
+            mapping=mapping, status=ImportJob.Status.PENDING
+        )
+        if not started:
+            raise ImportFileError("This import has already been started.")
+        job.refresh_from_db()
+        audit_record(
+            context=context,
+            action=AuditAction.CHANGE,
+            workspace=job.workspace,
+            target=job,
+            changes={"status": {"before": "draft", "after": "pending"}, "mapping": mapping},
+        )
+        if enqueue:
+            transaction.on_commit(lambda: import_job_enqueue(import_job_id=job.pk))
+    return job
+
+
+def import_job_mapping_preview(*, job: ImportJob, mapping: dict[str, str]) -> DryRun:
+    with job.file.open("rb") as handle:
+        return dry_run(
+            kind=job.kind, mapping=mapping, data=handle.read(), file_format=job.file_format
+        )
+
+
+def import_job_enqueue(*, import_job_id: int) -> None:
+    import django_rq
+
+    django_rq.get_queue("ingest").enqueue(
+        "segments.tasks.import_job_process", import_job_id, job_timeout=3600
+    )
+
+
+def import_job_run(*, import_job_id: int, progress=None) -> ImportJob:
+    """Import the job's file in chunks through the ingestion service. Safe to run twice:
+    rows already imported are duplicates by messageId. `progress(job)` is called after
+    each chunk (the command line draws a bar with it)."""
+    from django.utils import timezone
+
+    from segments.ingestion import ingest_batch
+
+    # Claim a waiting job, or one whose runner died (a stale start): never two at once.
+    now = timezone.now()
+    claimable = models.Q(status=ImportJob.Status.PENDING) | models.Q(
+        status=ImportJob.Status.RUNNING, started_at__lt=now - IMPORT_STALE_AFTER
+    )
+    claimed = ImportJob.objects.filter(claimable, pk=import_job_id).update(
+        status=ImportJob.Status.RUNNING, started_at=now
+    )
+    job = ImportJob.objects.select_related("workspace").get(pk=import_job_id)
+    if not claimed:
+        return job
+    job.processed_rows = job.imported = job.duplicates = job.rejected = 0
+    job.errors = []
+    try:
+        with job.file.open("rb") as handle:
+            data = handle.read()
+        job.total_rows = sum(1 for _ in read_rows(data, job.file_format))
+        job.save(
+            update_fields=[
+                "total_rows",
+                "processed_rows",
+                "imported",
+                "duplicates",
+                "rejected",
+                "errors",
+            ]
+        )
+        chunk: list[dict] = []
+        for row_number, row in read_rows(data, job.file_format):
+            message, errors = row_to_message(job.kind, job.mapping, row, row_number)
+            job.processed_rows += 1
+            if message is None:
+                job.rejected += 1
+                room = MAX_ERRORS_KEPT - len(job.errors)
+                job.errors.extend(error.as_dict() for error in errors[: max(room, 0)])
+            else:
+                chunk.append(message)
+            if len(chunk) >= IMPORT_CHUNK_ROWS:
+                _import_chunk(job, chunk, ingest_batch)
+                chunk = []
+                if progress:
+                    progress(job)
+        if chunk:
+            _import_chunk(job, chunk, ingest_batch)
+        job.status = ImportJob.Status.DONE
+    except ImportFileError as error:
+        job.status = ImportJob.Status.FAILED
+        job.failure = str(error)
+    job.finished_at = timezone.now()
+    job.save(
+        update_fields=[
+            "status",
+            "failure",
+            "finished_at",
+            "processed_rows",
+            "imported",
+            "duplicates",
+            "rejected",
+            "errors",
+        ]
+    )
+    if progress:
+        progress(job)
+    return job
+
+
+def _import_chunk(job: ImportJob, messages: list[dict], ingest_batch) -> None:
+    from django.utils import timezone
+
+    result = ingest_batch(
+        workspace=job.workspace,
+        messages=messages,
+        received_at=timezone.now(),
+        context=None,
+        integrations=None,
+        source=f"import:{job.pk}",
+    )
+    job.imported += result.accepted
+    job.duplicates += result.duplicates
+    job.rejected += result.rejected
+    job.save(update_fields=["processed_rows", "imported", "duplicates", "rejected", "errors"])

@@ -8,8 +8,8 @@ See docs/events.md for the partitioning and retention design.
 
 from __future__ import annotations
 
-from django.contrib.postgres.fields import ArrayField
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -304,6 +304,7 @@ class ImportJob(models.Model):
     """One uploaded file of profiles, events or purchases being imported (an RQ job)."""
 
     class Status(models.TextChoices):
+        DRAFT = "draft", "Waiting for the column mapping"
         PENDING = "pending", "Waiting for a worker"
         RUNNING = "running", "Importing"
         DONE = "done", "Done"
@@ -316,7 +317,7 @@ class ImportJob(models.Model):
     original_name = models.CharField(max_length=255)
     size = models.PositiveBigIntegerField()
     mapping = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     total_rows = models.PositiveIntegerField(null=True)
     processed_rows = models.PositiveIntegerField(default=0)
     imported = models.PositiveIntegerField(default=0)
