@@ -15,6 +15,7 @@ from segments.importers import (
     OPEN_PREFIXES,
     ImportFileError,
     ImportKind,
+    columns_of,
     import_draft_create,
     import_job_mapping_preview,
     import_job_start,
@@ -38,6 +39,11 @@ def _import_get(*, workspace, import_id: int) -> ImportJob:
     if job is None:
         raise Http404("No such import")
     return job
+
+
+def _file_columns(job: ImportJob) -> list[str]:
+    with job.file.open("rb") as handle:
+        return columns_of(handle.read(), job.file_format)
 
 
 @workspace_view("segments.edit")
@@ -66,7 +72,7 @@ def import_list(request: HttpRequest) -> HttpResponse:
 
 def _mapping_from_post(job: ImportJob, post) -> dict[str, str]:
     mapping = {}
-    for index, column in enumerate(job.mapping):
+    for index, column in enumerate(_file_columns(job)):
         target = post.get(f"map-{index}", job.mapping[column])
         if target == "__open__":
             target = OPEN_PREFIXES[job.kind] + post.get(f"open-{index}", "").strip()

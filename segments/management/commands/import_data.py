@@ -31,6 +31,9 @@ from segments.importers import (
     suggest_mapping,
     validate_mapping,
 )
+from segments.importers import (
+    dry_run as check_rows,
+)
 
 
 def _progress_bar(job) -> None:
@@ -94,7 +97,7 @@ class Command(BaseCommand):
             + ", ".join(f"{column} -> {field or '(skipped)'}" for column, field in mapping.items())
         )
 
-        check = dry_run(kind=kind, mapping=mapping, data=data, file_format=file_format)
+        check = check_rows(kind=kind, mapping=mapping, data=data, file_format=file_format)
         for error in check.errors[:20]:
             self.stdout.write(
                 f"  row {error.row}{f' column {error.column}' if error.column else ''}: {error.message}"
