@@ -17,6 +17,10 @@ $(VENV)/bin/python:
 $(PY_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# analytics-python 1.x (a client the ingestion tests drive) lives in its own folder:
+	# its module `analytics` must not shadow this project's `analytics` app. 1.2.9 is the
+	# newest 1.x whose requirements fit beside rudder-sdk-python (1.3+ pins backoff 1.10).
+	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/clients/analytics-python-1 'analytics-python==1.2.9'
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json

@@ -84,6 +84,8 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Lets two test runs share one PostgreSQL server without sharing a test database.
+DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
@@ -157,8 +159,25 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [BASE_DIR / "templates"],
-        "APP_DIRS": True,
         "OPTIONS": {
+            # Daphne has no autoreloader to clear Django's cached loader, so development
+            # reads templates afresh on every render; production caches them.
+            "loaders": (
+                [
+                    "django.template.loaders.filesystem.Loader",
+                    "django.template.loaders.app_directories.Loader",
+                ]
+                if DEBUG
+                else [
+                    (
+                        "django.template.loaders.cached.Loader",
+                        [
+                            "django.template.loaders.filesystem.Loader",
+                            "django.template.loaders.app_directories.Loader",
+                        ],
+                    )
+                ]
+            ),
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
@@ -318,3 +337,20 @@ LOGGING = {
 SCHEDULER_DUTIES: list[str] = [
     "segments.partitions.scheduler_duty",
 ]
+
+# --------------------------------------------------------------------------- ingestion
+
+# Dotted paths of functions called, after commit, by one RQ job per ingested batch:
+# hook(*, workspace_id: int, profile_ids: list[int], event_ids: list[int]) -> None.
+# See segments/tasks.py (ingested_batch_process) for the contract.
+INGESTION_HOOKS: list[str] = []
+# Limits of the Segment-compatible tracking API (/v1/*), as Segment and RudderStack set them.
+INGESTION_MAX_EVENT_BYTES = 32 * 1024
+INGESTION_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+INGESTION_MAX_BATCH_EVENTS = 2500
+# IngestionSettings.rate_limit_per_second is averaged over this window (a fixed window
+# counted in Redis), so a client flushing a full batch at once fits the default rate.
+INGESTION_RATE_WINDOW_SECONDS = 10
+# A write key's workspace and ingestion settings are cached in each process this long:
+# a revoked key is refused at most this many seconds later.
+INGESTION_WRITE_KEY_CACHE_SECONDS = 5
