@@ -3,15 +3,28 @@
 Read-mostly: profiles and events come from ingestion, so the admin shows them for
 support and debugging. Events live in a partitioned table with a composite primary
 key, which the admin cannot list; a profile's page shows its latest events instead.
+
+A profile leaves only through the "Erase selected profiles" action (the privacy
+service, audited); the admin's own delete is switched off for profiles, because it
+would leave the person's quarantined events and messageIds behind, unaudited.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.http import HttpRequest
+import json
+
+from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.utils.html import format_html_join
 
+from engagement_site.workspaces.services import AuditContext
+from segments.forms import EventSchemaAdminForm
 from segments.models import (
+    Event,
     EventSchema,
     Identity,
     IngestionSettings,
@@ -19,6 +32,7 @@ from segments.models import (
     ProfileMerge,
     RejectedEvent,
 )
+from segments.privacy import EXPORT_FORMAT, profile_erase, profile_export
 from segments.selectors import profile_events_latest
 
 
@@ -66,6 +80,91 @@ class ProfileAdmin(admin.ModelAdmin):
             or "-"
         )
 
+    # ------------------------------------------------------------------ privacy actions
+
+    actions = ["export_selected_profiles", "erase_selected_profiles"]
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # erasing goes through the action below
+
+    def has_erase_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("segments.delete_profile")
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("segments.view_profile")
+
+    @admin.action(description="Export selected profiles (JSON download)", permissions=["export"])
+    def export_selected_profiles(
+        self, request: HttpRequest, queryset: QuerySet[Profile]
+    ) -> HttpResponse:
+        context = AuditContext.from_request(request)
+        documents = [
+            profile_export(workspace=profile.workspace, profile=profile, context=context)
+            for profile in queryset.select_related("workspace").order_by("pk")
+        ]
+        response = HttpResponse(
+            json.dumps({"format": EXPORT_FORMAT, "profiles": documents}, indent=2),
+            content_type="application/json",
+        )
+        response["Content-Disposition"] = 'attachment; filename="profiles-export.json"'
+        return response
+
+    @admin.action(description="Erase selected profiles", permissions=["erase"])
+    def erase_selected_profiles(
+        self, request: HttpRequest, queryset: QuerySet[Profile]
+    ) -> HttpResponse | None:
+        profiles = list(queryset.select_related("workspace").order_by("pk"))
+        if request.POST.get("post") != "yes":
+            event_count = Event.objects.filter(profile__in=profiles).aggregate(n=Count("id"))["n"]
+            return TemplateResponse(
+                request,
+                "segments/admin/erase_profiles_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Erase profiles: are you sure?",
+                    "opts": self.model._meta,
+                    "profiles": profiles,
+                    "event_count": event_count,
+                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
+        context = AuditContext.from_request(request)
+        erased = events = 0
+        for profile in profiles:
+            try:
+                counts = profile_erase(
+                    workspace=profile.workspace, profile=profile, context=context
+                )
+            except Http404:  # erased by someone else since the confirmation page
+                continue
+            erased += 1
+            events += counts["events"]
+        self.message_user(
+            request,
+            f"Erased {erased} profile{'s' if erased != 1 else ''} and {events} "
+            f"event{'s' if events != 1 else ''}; the audit log records each erasure.",
+            messages.SUCCESS,
+        )
+        return None
+
+    # Django's admin log keeps str(obj), the display name (a name or an email), for ever
+    # after an erase: log the profile by id instead.
+    def _log(self, request: HttpRequest, obj: Profile, flag: int, message) -> LogEntry:
+        return LogEntry.objects.create(
+            user_id=request.user.pk,
+            content_type=ContentType.objects.get_for_model(Profile),
+            object_id=str(obj.pk),
+            object_repr=f"Profile {obj.pk}",
+            action_flag=flag,
+            change_message=json.dumps(message) if isinstance(message, list) else message,
+        )
+
+    def log_addition(self, request: HttpRequest, obj: Profile, message) -> LogEntry:
+        return self._log(request, obj, ADDITION, message)
+
+    def log_change(self, request: HttpRequest, obj: Profile, message) -> LogEntry:
+        return self._log(request, obj, CHANGE, message)
+
 
 @admin.register(RejectedEvent)
 class RejectedEventAdmin(admin.ModelAdmin):
@@ -84,6 +183,7 @@ class RejectedEventAdmin(admin.ModelAdmin):
 
 @admin.register(EventSchema)
 class EventSchemaAdmin(admin.ModelAdmin):
+    form = EventSchemaAdminForm
     list_display = ["event_name", "workspace", "allow_additional_properties", "updated_at"]
     list_filter = ["workspace"]
     search_fields = ["event_name"]

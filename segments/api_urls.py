@@ -1,3 +1,31 @@
 """REST API routes of the segments app (profiles, events, rejected events, schemas)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from segments import api
+
+urlpatterns = [
+    path("profiles/", api.ProfileListApi.as_view(), name="api_profiles"),
+    path("profiles/<int:profile_id>/", api.ProfileApi.as_view(), name="api_profile"),
+    path(
+        "profiles/<int:profile_id>/events/",
+        api.ProfileEventListApi.as_view(),
+        name="api_profile_events",
+    ),
+    path(
+        "profiles/<int:profile_id>/export",
+        api.ProfileExportApi.as_view(),
+        name="api_profile_export",
+    ),
+    path(
+        "profiles/<int:profile_id>/erase", api.ProfileEraseApi.as_view(), name="api_profile_erase"
+    ),
+    path("events/", api.EventListApi.as_view(), name="api_events"),
+    path("rejected-events/", api.RejectedEventListApi.as_view(), name="api_rejected_events"),
+    path("event-schemas/", api.EventSchemaListApi.as_view(), name="api_event_schemas"),
+    path(
+        "event-schemas/<int:event_schema_id>/",
+        api.EventSchemaApi.as_view(),
+        name="api_event_schema",
+    ),
+]

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
 from django.db.models import Q, QuerySet
 from django.http import Http404
+from django.utils.dateparse import parse_datetime
 
 from engagement_site.workspaces.models import Workspace
-from segments.models import Event, Profile
+from segments.models import (
+    Event,
+    EventSchema,
+    Identity,
+    Profile,
+    ProfileMerge,
+    RejectedEvent,
+    TraitChange,
+)
+
+# --------------------------------------------------------------------------- profiles
 
 
 def profile_search(*, workspace: Workspace, query: str) -> QuerySet[Profile]:
@@ -27,6 +44,20 @@ def profile_search(*, workspace: Workspace, query: str) -> QuerySet[Profile]:
     return profiles.order_by("-last_seen", "-id")
 
 
+def profile_list(
+    *, workspace: Workspace, user_id: str = "", email: str = "", search: str = ""
+) -> QuerySet[Profile]:
+    """The workspace's profiles for the API: `user_id` and `email` match exactly (both
+    are indexed with the workspace), `search` as in `profile_search`. Unordered: the
+    caller's paginator orders."""
+    profiles = profile_search(workspace=workspace, query=search).order_by()
+    if user_id:
+        profiles = profiles.filter(user_id=user_id)
+    if email:
+        profiles = profiles.filter(email=email)
+    return profiles
+
+
 def profile_get(*, workspace: Workspace, profile_id: int) -> Profile:
     profile = Profile.objects.filter(workspace=workspace, pk=profile_id).first()
     if profile is None:
@@ -34,11 +65,183 @@ def profile_get(*, workspace: Workspace, profile_id: int) -> Profile:
     return profile
 
 
+def profile_identities(*, workspace: Workspace, profile: Profile) -> QuerySet[Identity]:
+    return Identity.objects.filter(workspace=workspace, profile=profile).order_by(
+        "kind", "created_at", "id"
+    )
+
+
+def profile_merges(*, workspace: Workspace, profile: Profile) -> QuerySet[ProfileMerge]:
+    """Profiles folded into this one, newest first."""
+    return ProfileMerge.objects.filter(workspace=workspace, profile=profile).order_by(
+        "-merged_at", "-id"
+    )
+
+
+def profile_trait_changes(*, workspace: Workspace, profile: Profile) -> QuerySet[TraitChange]:
+    """The profile's trait history, newest first."""
+    return TraitChange.objects.filter(workspace=workspace, profile=profile).order_by(
+        "-changed_at", "-id"
+    )
+
+
+def profile_known_ids(*, workspace: Workspace, profile: Profile) -> list[str]:
+    """Every id the profile is known by: its user id, its anonymous ids and every id
+    recorded for it in the identity table (aliases included)."""
+    ids = {profile.user_id, *profile.anonymous_ids}
+    ids.update(
+        Identity.objects.filter(workspace=workspace, profile=profile).values_list(
+            "value", flat=True
+        )
+    )
+    ids.discard("")
+    return sorted(ids)
+
+
+def profile_rejected_events(
+    *, workspace: Workspace, known_ids: list[str]
+) -> QuerySet[RejectedEvent]:
+    """Quarantined events that carry one of these ids as userId, anonymousId or
+    previousId (matched by JSON containment, so a number sent as userId 42 matches the
+    id "42" too), or, for payloads that were not JSON, whose raw text holds one of them
+    as a JSON string. Privacy export and erase both use this, so they agree."""
+    if not known_ids:
+        return RejectedEvent.objects.none()
+    matches = Q()
+    for value in known_ids:
+        for key in ("userId", "anonymousId", "previousId"):
+            matches |= Q(payload__contains={key: value})
+            if value.isascii() and value.isdigit() and len(value) < 16:
+                matches |= Q(payload__contains={key: int(value)})
+        matches |= Q(payload__isnull=True, raw__contains=orjson.dumps(value).decode())
+    return RejectedEvent.objects.filter(matches, workspace=workspace).order_by(
+        "-received_at", "-id"
+    )
+
+
+# --------------------------------------------------------------------------- events
+
+
+def profile_events(*, workspace: Workspace, profile: Profile, name: str = "") -> QuerySet[Event]:
+    """The profile's events, newest first, optionally of one event name."""
+    events = Event.objects.filter(workspace=workspace, profile=profile)
+    if name:
+        events = events.filter(name=name)
+    return events.order_by("-timestamp", "-id")
+
+
 def profile_events_latest(
     *, workspace: Workspace, profile: Profile, limit: int = 100
 ) -> list[Event]:
     """The profile's latest events, newest first."""
-    events = Event.objects.filter(workspace=workspace, profile=profile).order_by(
-        "-timestamp", "-id"
+    return list(profile_events(workspace=workspace, profile=profile)[:limit])
+
+
+def profile_event_names(*, workspace: Workspace, profile: Profile) -> list[str]:
+    """The distinct names of the profile's events (non-blank), alphabetically."""
+    return list(
+        Event.objects.filter(workspace=workspace, profile=profile)
+        .exclude(name="")
+        .order_by("name")
+        .values_list("name", flat=True)
+        .distinct()
     )
-    return list(events[:limit])
+
+
+def workspace_events(
+    *,
+    workspace: Workspace,
+    user_id: str = "",
+    name: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[Event]:
+    """The workspace's events, newest first. `user_id` is the profile's user id (an
+    unknown one matches nothing); `since` is inclusive and `until` exclusive, so the
+    partitions outside the range are never read."""
+    events = Event.objects.filter(workspace=workspace)
+    if user_id:
+        events = events.filter(
+            profile__in=Profile.objects.filter(workspace=workspace, user_id=user_id).values("pk")
+        )
+    if name:
+        events = events.filter(name=name)
+    if since is not None:
+        events = events.filter(timestamp__gte=since)
+    if until is not None:
+        events = events.filter(timestamp__lt=until)
+    return events.order_by("-timestamp", "-id")
+
+
+def rejected_events(*, workspace: Workspace, code: str = "") -> QuerySet[RejectedEvent]:
+    rows = RejectedEvent.objects.filter(workspace=workspace)
+    if code:
+        rows = rows.filter(code=code)
+    return rows.order_by("-received_at", "-id")
+
+
+# --------------------------------------------------------------------------- keyset pages
+
+
+@dataclass(frozen=True)
+class TimeCursor:
+    """A position in a newest-first list ordered by (a time column, id): the last row
+    seen. Opaque to clients (url-safe base64). Unlike an offset, a row arriving at the
+    top while someone scrolls neither repeats nor skips a row, and every page is an
+    index range scan that also prunes partitions on the time column."""
+
+    time: datetime
+    id: int
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.time.isoformat(), self.id])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> TimeCursor | None:
+        """The cursor, or None when the text is not one we made."""
+        try:
+            time_text, row_id = orjson.loads(
+                base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            )
+            time = parse_datetime(time_text)
+        except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+            return None
+        if time is None or time.tzinfo is None or not isinstance(row_id, int):
+            return None
+        return cls(time=time, id=row_id)
+
+
+def newest_first_page(
+    rows: QuerySet, *, time_field: str, after: TimeCursor | None, size: int
+) -> tuple[list, TimeCursor | None]:
+    """One page of `rows` ordered by (time_field, id) descending, starting after the
+    cursor, and the cursor of the next page (None on the last page)."""
+    rows = rows.order_by(f"-{time_field}", "-id")
+    if after is not None:
+        # The redundant `<=` bound lets PostgreSQL prune partitions and use a range scan.
+        rows = rows.filter(
+            Q(**{f"{time_field}__lt": after.time})
+            | Q(**{time_field: after.time, "id__lt": after.id}),
+            **{f"{time_field}__lte": after.time},
+        )
+    page = list(rows[: size + 1])
+    if len(page) <= size:
+        return page, None
+    page = page[:size]
+    last = page[-1]
+    return page, TimeCursor(time=getattr(last, time_field), id=last.id)
+
+
+# --------------------------------------------------------------------------- event schemas
+
+
+def event_schemas(*, workspace: Workspace) -> QuerySet[EventSchema]:
+    return EventSchema.objects.filter(workspace=workspace).order_by("event_name")
+
+
+def event_schema_get(*, workspace: Workspace, event_schema_id: int) -> EventSchema:
+    schema = event_schemas(workspace=workspace).filter(pk=event_schema_id).first()
+    if schema is None:
+        raise Http404("No such event schema")
+    return schema

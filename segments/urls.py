@@ -6,4 +6,6 @@ urlpatterns = [
     path("segments/", views.segment_list, name="segment_list"),
     path("profiles/", views.profile_list, name="profile_list"),
     path("profiles/<int:profile_id>/", views.profile_detail, name="profile_detail"),
+    path("profiles/<int:profile_id>/export", views.profile_export, name="profile_export"),
+    path("profiles/<int:profile_id>/erase", views.profile_erase, name="profile_erase"),
 ]

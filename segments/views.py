@@ -3,15 +3,20 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from engagement_site.workspaces.access import workspace_view
-from segments import selectors
+from engagement_site.workspaces.services import AuditContext
+from segments import privacy, selectors
+from segments.forms import TimelineFilterForm
 
 PROFILES_PER_PAGE = 50
-PROFILE_EVENTS_SHOWN = 100
+TIMELINE_PAGE_SIZE = 50
+TRAIT_CHANGES_SHOWN = 20
 SUMMARY_LENGTH = 140
 
 
@@ -34,25 +39,77 @@ def profile_list(request: HttpRequest) -> HttpResponse:
 
 @workspace_view("segments.view")
 def profile_detail(request: HttpRequest, profile_id: int) -> HttpResponse:
-    profile = selectors.profile_get(workspace=request.workspace, profile_id=profile_id)
-    events = selectors.profile_events_latest(
-        workspace=request.workspace, profile=profile, limit=PROFILE_EVENTS_SHOWN
+    """The profile page; to htmx, only the next rows of its event timeline (the last
+    row of each batch fetches the next when it scrolls into view)."""
+    workspace = request.workspace
+    profile = selectors.profile_get(workspace=workspace, profile_id=profile_id)
+    timeline_filter = TimelineFilterForm(request.GET)
+    event_name = timeline_filter.event_name
+    events, next_cursor = selectors.newest_first_page(
+        selectors.profile_events(workspace=workspace, profile=profile, name=event_name),
+        time_field="timestamp",
+        after=timeline_filter.cursor,
+        size=TIMELINE_PAGE_SIZE,
     )
+    timeline = {
+        "profile": profile,
+        "event_name": event_name,
+        "events": [
+            (event, _properties_summary(event.properties), _compact_json(event.properties))
+            for event in events
+        ],
+        "next_cursor": next_cursor.encode() if next_cursor else "",
+        "continued": timeline_filter.cursor is not None,
+    }
+    if request.htmx and not request.htmx.history_restore_request:
+        return render(request, "segments/_timeline_rows.html", timeline)
+
     traits = profile.traits if isinstance(profile.traits, dict) else {}
+    trait_changes = selectors.profile_trait_changes(workspace=workspace, profile=profile)
     return render(
         request,
         "segments/profile_detail.html",
         {
+            **timeline,
             "area": "profiles",
-            "profile": profile,
             "traits": [(key, _display_value(traits[key])) for key in sorted(traits)],
-            "events": [
-                (event, _properties_summary(event.properties), _compact_json(event.properties))
-                for event in events
+            "identities": list(selectors.profile_identities(workspace=workspace, profile=profile)),
+            "merges": list(selectors.profile_merges(workspace=workspace, profile=profile)),
+            "trait_changes": [
+                (change, _display_optional(change.before), _display_optional(change.after))
+                for change in trait_changes[:TRAIT_CHANGES_SHOWN]
             ],
-            "events_shown": PROFILE_EVENTS_SHOWN,
+            "trait_changes_shown": TRAIT_CHANGES_SHOWN,
+            "event_names": selectors.profile_event_names(workspace=workspace, profile=profile),
         },
     )
+
+
+@workspace_view("segments.export")
+def profile_export(request: HttpRequest, profile_id: int) -> HttpResponse:
+    """Everything held about the profile, as a JSON file download (audited)."""
+    profile = selectors.profile_get(workspace=request.workspace, profile_id=profile_id)
+    document = privacy.profile_export(
+        workspace=request.workspace, profile=profile, context=AuditContext.from_request(request)
+    )
+    response = HttpResponse(privacy.profile_export_json(document), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="profile-{profile.pk}.json"'
+    return response
+
+
+@workspace_view("segments.export")
+@require_POST
+def profile_erase(request: HttpRequest, profile_id: int) -> HttpResponse:
+    profile = selectors.profile_get(workspace=request.workspace, profile_id=profile_id)
+    counts = privacy.profile_erase(
+        workspace=request.workspace, profile=profile, context=AuditContext.from_request(request)
+    )
+    messages.success(
+        request,
+        f"Profile {profile_id} erased with its {counts['events']} "
+        f"event{'s' if counts['events'] != 1 else ''}, identities and history.",
+    )
+    return redirect("profile_list", workspace_slug=request.workspace.slug)
 
 
 def _compact_json(value: Any) -> str:
@@ -61,6 +118,11 @@ def _compact_json(value: Any) -> str:
 
 def _display_value(value: Any) -> str:
     return value if isinstance(value, str) else _compact_json(value)
+
+
+def _display_optional(value: Any) -> str:
+    """A trait history value; None is an absent trait (shown as a dash)."""
+    return "" if value is None else _display_value(value)
 
 
 def _properties_summary(properties: Any) -> str:

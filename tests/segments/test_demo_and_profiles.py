@@ -15,8 +15,16 @@ from tests.conftest import logged_in
 
 
 def _snapshot(workspace):
-    profiles = list(Profile.objects.filter(workspace=workspace).order_by("user_id").values_list("user_id", "email", "traits", "first_seen", "last_seen"))
-    events = list(Event.objects.filter(workspace=workspace).order_by("message_id").values_list("message_id", "profile__user_id", "name", "timestamp", "properties"))
+    profiles = list(
+        Profile.objects.filter(workspace=workspace)
+        .order_by("user_id")
+        .values_list("user_id", "email", "traits", "first_seen", "last_seen")
+    )
+    events = list(
+        Event.objects.filter(workspace=workspace)
+        .order_by("message_id")
+        .values_list("message_id", "profile__user_id", "name", "timestamp", "properties")
+    )
     return profiles, events
 
 
@@ -34,14 +42,32 @@ def test_the_same_seed_gives_the_same_rows_and_a_rerun_adds_nothing(workspace):
 
 def test_profiles_span_their_events_and_every_brief_event_exists(workspace):
     demo_dataset_load(workspace=workspace, profile_count=60, seed=11)
-    spans = Event.objects.values("profile_id").annotate(first=Min("timestamp"), last=Max("timestamp"))
+    spans = Event.objects.values("profile_id").annotate(
+        first=Min("timestamp"), last=Max("timestamp")
+    )
     by_profile = {row["profile_id"]: (row["first"], row["last"]) for row in spans}
     for profile in Profile.objects.filter(workspace=workspace):
         assert (profile.first_seen, profile.last_seen) == by_profile[profile.pk]
     names = set(Event.objects.filter(type="track").values_list("name", flat=True))
-    assert {"signed_up", "logged_in", "product_viewed", "added_to_cart", "checkout_started", "order_completed"} <= names
+    assert {
+        "signed_up",
+        "logged_in",
+        "product_viewed",
+        "added_to_cart",
+        "checkout_started",
+        "order_completed",
+    } <= names
     trait_keys = set(Profile.objects.first().traits)
-    assert {"name", "email", "phone", "country", "plan", "signed_up_at", "locale", "time_zone"} <= trait_keys
+    assert {
+        "name",
+        "email",
+        "phone",
+        "country",
+        "plan",
+        "signed_up_at",
+        "locale",
+        "time_zone",
+    } <= trait_keys
 
 
 def test_load_demo_command_creates_the_owner_and_the_workspace(db, capsys, settings, tmp_path):
@@ -62,7 +88,9 @@ def demo_profiles(workspace, other_workspace):
     demo_dataset_load(workspace=other_workspace, profile_count=5, seed=4)
 
 
-def test_profile_list_is_scoped_paginated_and_searchable(demo_profiles, owner, django_assert_num_queries):
+def test_profile_list_is_scoped_paginated_and_searchable(
+    demo_profiles, owner, django_assert_num_queries
+):
     client = logged_in(owner)
     url = reverse("profile_list", kwargs={"workspace_slug": "acme"})
     with django_assert_num_queries(9):
@@ -81,8 +109,12 @@ def test_profile_detail_answers_404_for_another_workspaces_profile(demo_profiles
     client = logged_in(owner)
     mine = Profile.objects.filter(workspace__slug="acme").first()
     theirs = Profile.objects.filter(workspace__slug="globex").first()
-    ok = client.get(reverse("profile_detail", kwargs={"workspace_slug": "acme", "profile_id": mine.pk}))
-    leak = client.get(reverse("profile_detail", kwargs={"workspace_slug": "acme", "profile_id": theirs.pk}))
+    ok = client.get(
+        reverse("profile_detail", kwargs={"workspace_slug": "acme", "profile_id": mine.pk})
+    )
+    leak = client.get(
+        reverse("profile_detail", kwargs={"workspace_slug": "acme", "profile_id": theirs.pk})
+    )
     assert ok.status_code == 200
     assert mine.email in ok.content.decode()
     assert leak.status_code == 404
