@@ -87,9 +87,10 @@ def import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
         template = "imports/_progress.html" if request.htmx else "imports/import_detail.html"
         return render(request, template, {"area": "profiles", "job": job})
 
-    mapping = (
-        _mapping_from_post(job, request.POST) if request.method == "POST" else dict(job.mapping)
-    )
+    if request.method == "POST":
+        mapping = _mapping_from_post(job, request.POST)
+    else:  # in the file's column order (a JSON object in PostgreSQL keeps no order)
+        mapping = {column: job.mapping.get(column, IGNORE) for column in _file_columns(job)}
     problem = ""
     if request.method == "POST" and request.POST.get("action") == "import":
         try:

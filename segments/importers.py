@@ -24,20 +24,7 @@ from django.db import models, transaction
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
 
-from segments.models import ImportJob
-
-
-class ImportKind(models.TextChoices):
-    PROFILES = "profiles", "Profiles"
-    EVENTS = "events", "Events"
-    PURCHASES = "purchases", "Purchases"
-
-
-class FileFormat(models.TextChoices):
-    CSV = "csv", "CSV"
-    JSON = "json", "JSON array"
-    JSONL = "jsonl", "JSON Lines"
-
+from segments.models import FileFormat, ImportJob, ImportKind
 
 # Target fields per kind: name -> (required, type). "trait:<name>" / "property:<name>"
 # targets are open-ended (any column can become a trait or an event property).

@@ -300,6 +300,18 @@ class IngestionSettings(models.Model):
         return f"Ingestion settings of {self.workspace_id}"
 
 
+class ImportKind(models.TextChoices):
+    PROFILES = "profiles", "Profiles"
+    EVENTS = "events", "Events"
+    PURCHASES = "purchases", "Purchases"
+
+
+class FileFormat(models.TextChoices):
+    CSV = "csv", "CSV"
+    JSON = "json", "JSON array"
+    JSONL = "jsonl", "JSON Lines"
+
+
 class ImportJob(models.Model):
     """One uploaded file of profiles, events or purchases being imported (an RQ job)."""
 
@@ -311,8 +323,8 @@ class ImportJob(models.Model):
         FAILED = "failed", "Failed"
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
-    kind = models.CharField(max_length=12)  # segments.importers.ImportKind
-    file_format = models.CharField(max_length=8)  # segments.importers.FileFormat
+    kind = models.CharField(max_length=12, choices=ImportKind.choices)
+    file_format = models.CharField(max_length=8, choices=FileFormat.choices)
     file = models.FileField(upload_to="imports/%Y/%m/")
     original_name = models.CharField(max_length=255)
     size = models.PositiveBigIntegerField()

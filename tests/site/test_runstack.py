@@ -112,3 +112,22 @@ def test_make_run_from_a_fresh_var_directory_and_again(tmp_path):
     finally:
         code, _ = second.interrupt()
     assert code == 0
+
+
+def test_killing_the_supervisor_outright_takes_its_children_with_it(tmp_path):
+    stack = Stack(tmp_path / "var")
+    try:
+        stack.wait_healthy()
+        children = psutil.Process(stack.process.pid).children(recursive=False)
+        assert len(children) == 3
+        stack.process.kill()
+        stack.process.wait(timeout=10)
+        _gone, alive = psutil.wait_procs(children, timeout=20)
+        assert alive == []
+    finally:
+        for child in psutil.Process().children(recursive=True):
+            child.kill()
+        from engagement_site import embedded
+
+        embedded.stop_redis(tmp_path / "var")
+        embedded.stop_postgres(tmp_path / "var")

@@ -8,6 +8,7 @@ children through the environment; it stops them after the children have exited.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -23,6 +24,15 @@ from engagement_site import embedded
 from engagement_site.demo import DEMO_WORKSPACE_SLUG, demo_credentials, demo_workspace_exists
 
 QUEUES = ["default", "ingest", "journeys", "delivery", "analytics"]
+PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with_parent() -> None:
+    """Runs in the child between fork and exec (Linux only; a no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 STOP_GRACE_SECONDS = 10
 
 
@@ -97,8 +107,15 @@ class Command(BaseCommand):
         return env
 
     def _spawn(self, name: str, command: list[str]) -> None:
-        # A new session: Ctrl-C reaches only this supervisor, which stops children in order.
-        process = subprocess.Popen(command, env=self._child_env(), start_new_session=True)
+        # A new session: Ctrl-C reaches only this supervisor, which stops children in
+        # order. If the supervisor itself is killed (SIGKILL), Linux sends each child
+        # SIGTERM, so no orphaned worker keeps taking jobs with old code.
+        process = subprocess.Popen(
+            command,
+            env=self._child_env(),
+            start_new_session=True,
+            preexec_fn=_terminate_with_parent,
+        )
         self.children.append((name, process))
 
     def _start_children(self, *, host: str, port: int, workers: int) -> None:
