@@ -245,3 +245,12 @@ def event_schema_get(*, workspace: Workspace, event_schema_id: int) -> EventSche
     if schema is None:
         raise Http404("No such event schema")
     return schema
+
+
+def rejected_event_codes(*, workspace: Workspace) -> list[str]:
+    return list(
+        RejectedEvent.objects.filter(workspace=workspace)
+        .order_by("code")
+        .values_list("code", flat=True)
+        .distinct()
+    )

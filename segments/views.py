@@ -140,3 +140,29 @@ def _properties_summary(properties: Any) -> str:
     if len(summary) > SUMMARY_LENGTH:
         summary = summary[: SUMMARY_LENGTH - 1].rstrip() + "…"
     return summary
+
+
+@workspace_view("segments.view")
+def data_quality(request: HttpRequest) -> HttpResponse:
+    """Quarantined events (with the reason and the payload as received) and the event
+    schemas they are checked against."""
+    code = request.GET.get("code", "")
+    rejected = selectors.rejected_events(workspace=request.workspace, code=code)
+    page = Paginator(rejected, 50).get_page(request.GET.get("page"))
+    for item in page.object_list:
+        item.payload_text = (
+            orjson.dumps(item.payload, option=orjson.OPT_INDENT_2).decode()
+            if item.payload is not None
+            else item.raw
+        )
+    return render(
+        request,
+        "segments/data_quality.html",
+        {
+            "area": "profiles",
+            "page": page,
+            "code": code,
+            "codes": selectors.rejected_event_codes(workspace=request.workspace),
+            "schemas": selectors.event_schemas(workspace=request.workspace),
+        },
+    )
