@@ -296,6 +296,9 @@ class IngestionSettings(models.Model):
     )
     dedup_window_days = models.PositiveIntegerField(default=30)
 
+    class Meta:
+        verbose_name_plural = "ingestion settings"
+
     def __str__(self) -> str:
         return f"Ingestion settings of {self.workspace_id}"
 

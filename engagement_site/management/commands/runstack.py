@@ -95,7 +95,9 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Migrations applied.")
         if not no_demo and not demo_workspace_exists():
-            self.stdout.write("First start: loading the demo workspace (about a minute)…")
+            self.stdout.write(
+                "First start: loading the demo workspace (5,000 profiles, ~200,000 events; a few seconds)…"
+            )
             call_command("load_demo", profiles=demo_profiles)
 
     def _child_env(self) -> dict[str, str]:
