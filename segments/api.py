@@ -4,6 +4,7 @@ and event schemas."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -186,6 +187,34 @@ class ProfileTraitsInput(serializers.Serializer):
         "merges into an object, anything else replaces. email, phone, time_zone and locale "
         "also update the profile's columns of the same name.",
     )
+
+    def validate_traits(self, traits: dict) -> dict:
+        """Only values PostgreSQL's jsonb and our JSON encoder can hold: no NUL
+        characters, finite numbers, integers within 64 bits."""
+
+        def check(value, path: str) -> None:
+            if isinstance(value, str) and "\x00" in value:
+                raise serializers.ValidationError(f"{path}: contains a NUL character")
+            if isinstance(value, bool) or value is None:
+                return
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                raise serializers.ValidationError(f"{path}: integer outside the 64-bit range")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise serializers.ValidationError(f"{path}: not a finite number")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if "\x00" in key:
+                        raise serializers.ValidationError(f"{path}: a key contains a NUL character")
+                    check(item, f"{path}.{key}")
+            if isinstance(value, list):
+                for index, item in enumerate(value):
+                    check(item, f"{path}[{index}]")
+
+        for key, value in traits.items():
+            check(value, f"traits.{key}" if "\x00" not in key else "traits")
+            if "\x00" in key:
+                raise serializers.ValidationError("traits: a key contains a NUL character")
+        return traits
 
 
 class ExportEventOutput(serializers.Serializer):
@@ -434,7 +463,7 @@ class ProfileExportApi(APIView):
 
 class ProfileEraseApi(APIView):
     permission_classes = [HasWorkspacePermission]
-    required_permissions = {"POST": "segments.export"}
+    required_permissions = {"POST": "segments.erase"}
 
     @extend_schema(
         request=None,

@@ -293,7 +293,13 @@ class IdentityGraph:
             for key in stale:
                 del found[key]
             more, more_healed = _identities_find(workspace_id, stale)
-            _identities_lock(workspace_id, stale - more.keys())
+            missing = stale - more.keys()
+            if missing:
+                # Lock, then look again: another batch may have created them meanwhile.
+                _identities_lock(workspace_id, missing)
+                again, again_healed = _identities_find(workspace_id, missing)
+                more.update(again)
+                more_healed |= again_healed
             found.update(more)
             healed |= more_healed
         else:  # pragma: no cover - ten merges of the same people racing this batch

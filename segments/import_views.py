@@ -13,6 +13,7 @@ from segments.importers import (
     FIELDS,
     IGNORE,
     OPEN_PREFIXES,
+    DryRun,
     ImportFileError,
     ImportKind,
     columns_of,
@@ -101,7 +102,10 @@ def import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
             return redirect(
                 "import_detail", workspace_slug=request.workspace.slug, import_id=job.pk
             )
-    preview = import_job_mapping_preview(job=job, mapping=mapping)
+    try:
+        preview = import_job_mapping_preview(job=job, mapping=mapping)
+    except ImportFileError as error:
+        preview, problem = DryRun(), str(error)
     prefix = OPEN_PREFIXES[job.kind]
     rows = [
         {

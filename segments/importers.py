@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,6 +71,9 @@ MAX_ERRORS_KEPT = 200
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+logger = logging.getLogger(__name__)
+
+
 class ImportFileError(ValueError):
     """The file as a whole cannot be read (not a row problem)."""
 
@@ -122,25 +126,10 @@ def read_rows(data: bytes, file_format: str) -> Iterator[tuple[int, dict[str, An
             f"The file is not UTF-8 text (byte {error.start} is invalid)."
         ) from None
     if file_format == FileFormat.CSV:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        if not reader.fieldnames:
-            raise ImportFileError("The CSV file has no header row.")
-        duplicates = {name for name in reader.fieldnames if reader.fieldnames.count(name) > 1}
-        if duplicates:
-            raise ImportFileError(
-                f"The CSV header repeats the column(s) {', '.join(sorted(duplicates))}."
-            )
-        for number, row in enumerate(reader, start=2):
-            extra = row.pop(None, None)
-            if extra:
-                yield (
-                    number,
-                    {
-                        "__error__": f"row has {len(extra)} more value(s) than the header has columns"
-                    },
-                )
-            else:
-                yield number, {key: (value if value != "" else None) for key, value in row.items()}
+        try:
+            yield from _csv_rows(csv.DictReader(io.StringIO(text, newline="")))
+        except csv.Error as error:  # e.g. a field over the csv module's size limit
+            raise ImportFileError(f"The CSV file cannot be read: {error}") from None
     elif file_format == FileFormat.JSON:
         try:
             items = orjson.loads(text)
@@ -151,7 +140,10 @@ def read_rows(data: bytes, file_format: str) -> Iterator[tuple[int, dict[str, An
         for number, item in enumerate(items, start=1):
             yield number, item if isinstance(item, dict) else {"__error__": "not a JSON object"}
     elif file_format == FileFormat.JSONL:
-        for number, line in enumerate(text.splitlines(), start=1):
+        # Only \n ends a line: str.splitlines() would also split on U+2028 and friends,
+        # which may stand unescaped inside JSON strings.
+        for number, line in enumerate(text.split("\n"), start=1):
+            line = line.removesuffix("\r")
             if not line.strip():
                 continue
             try:
@@ -162,6 +154,25 @@ def read_rows(data: bytes, file_format: str) -> Iterator[tuple[int, dict[str, An
             yield number, item if isinstance(item, dict) else {"__error__": "not a JSON object"}
     else:
         raise ImportFileError(f"Unknown file format {file_format!r}.")
+
+
+def _csv_rows(reader: csv.DictReader) -> Iterator[tuple[int, dict[str, Any]]]:
+    if not reader.fieldnames:
+        raise ImportFileError("The CSV file has no header row.")
+    duplicates = {name for name in reader.fieldnames if reader.fieldnames.count(name) > 1}
+    if duplicates:
+        raise ImportFileError(
+            f"The CSV header repeats the column(s) {', '.join(sorted(duplicates))}."
+        )
+    for number, row in enumerate(reader, start=2):
+        extra = row.pop(None, None)
+        if extra:
+            yield (
+                number,
+                {"__error__": f"row has {len(extra)} more value(s) than the header has columns"},
+            )
+        else:
+            yield number, {key: (value if value != "" else None) for key, value in row.items()}
 
 
 def columns_of(data: bytes, file_format: str, *, sample_rows: int = 50) -> list[str]:
@@ -246,6 +257,10 @@ def _convert(value: Any, field_type: str) -> Any:
     if field_type == "number":
         if isinstance(value, bool):
             raise ValueError("expected a number, got true/false")
+        if isinstance(value, int) and abs(value) >= 10**18:
+            raise ValueError(f"{value!r} is too large (at most 18 digits before the decimal point)")
+        if isinstance(value, float) and (value != value or abs(value) >= 1e18):
+            raise ValueError(f"{value!r} is not a finite number of at most 18 digits")
         if isinstance(value, (int, float)):
             return value
         try:
@@ -254,6 +269,9 @@ def _convert(value: Any, field_type: str) -> Any:
             raise ValueError(f"{value!r} is not a number") from None
         if not number.is_finite():
             raise ValueError(f"{value!r} is not a finite number")
+        # Checked before converting: 1e999999999 would take forever as an int.
+        if number.adjusted() >= 18:
+            raise ValueError(f"{value!r} is too large (at most 18 digits before the decimal point)")
         return int(number) if number == number.to_integral_value() else float(number)
     if field_type == "datetime":
         text = str(value).strip()
@@ -536,6 +554,14 @@ def import_job_run(*, import_job_id: int, progress=None) -> ImportJob:
     except ImportFileError as error:
         job.status = ImportJob.Status.FAILED
         job.failure = str(error)
+    except Exception as error:  # never leave a job "running" forever
+        logger.exception("import %s failed", job.pk)
+        job.status = ImportJob.Status.FAILED
+        job.failure = (
+            f"The import stopped after {job.processed_rows} rows: {type(error).__name__}: {error}"[
+                :2000
+            ]
+        )
     job.finished_at = timezone.now()
     job.save(
         update_fields=[
@@ -568,4 +594,15 @@ def _import_chunk(job: ImportJob, messages: list[dict], ingest_batch) -> None:
     job.imported += result.accepted
     job.duplicates += result.duplicates
     job.rejected += result.rejected
-    job.save(update_fields=["processed_rows", "imported", "duplicates", "rejected", "errors"])
+    # started_at doubles as this run's heartbeat: a job is only reclaimed when it is stale.
+    job.started_at = timezone.now()
+    job.save(
+        update_fields=[
+            "processed_rows",
+            "imported",
+            "duplicates",
+            "rejected",
+            "errors",
+            "started_at",
+        ]
+    )

@@ -54,7 +54,7 @@ from pydantic import (
 
 from engagement_site.workspaces.models import Workspace
 from segments.identity import ANONYMOUS_ID, USER_ID, IdentityGraph, ProfileState
-from segments.models import EventSchema, IngestionSettings, RejectedEvent
+from segments.models import EventMessageId, EventSchema, IngestionSettings, RejectedEvent
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,10 @@ def parse_timestamp(value: Any) -> datetime | None:
     else:
         raise ValueError("must be an ISO-8601 date-time string")
     # In UTC from here on: PostgreSQL keeps UTC anyway, and orjson then writes plain +00:00.
-    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before the year 1 in UTC
+        raise ValueError(f"{str(value)[:40]!r} is out of the supported range of dates") from None
 
 
 TrackingId = Annotated[str | None, BeforeValidator(_tracking_id)]
@@ -387,10 +390,13 @@ def _prepare(
 
     original = call.originalTimestamp or call.timestamp
     sent_at = call.sentAt or batch_sent_at
+    timestamp = original or received_at
     if original is not None and sent_at is not None:
-        timestamp = received_at - (sent_at - original)
-    else:
-        timestamp = original or received_at
+        try:
+            timestamp = received_at - (sent_at - original)
+        except OverflowError:
+            # Absurd clocks (year 1 vs year 9999): keep the device's own time, uncorrected.
+            timestamp = original
 
     traits = None
     name = ""
@@ -558,6 +564,13 @@ def _ingest(
                 )
             else:
                 kept.append(call)
+        kept_ids = {call.message_id for call in kept}
+        quarantined_ids = [call.message_id for call in calls if call.message_id not in kept_ids]
+        if quarantined_ids:
+            # Quarantined calls are not remembered, so a corrected resend is stored.
+            EventMessageId.objects.filter(
+                workspace_id=workspace.pk, message_id__in=quarantined_ids
+            ).delete()
         calls = kept
 
     profile_ids: list[int] = []
@@ -651,7 +664,8 @@ def _message_ids_claim(
             ON CONFLICT DO NOTHING
             RETURNING message_id
             """,
-            [workspace_id, received_at, orjson.dumps(message_ids).decode()],
+            # Sorted: two batches claiming overlapping ids lock them in the same order.
+            [workspace_id, received_at, orjson.dumps(sorted(message_ids)).decode()],
         )
         return {row[0] for row in cursor.fetchall()}
 

@@ -64,8 +64,11 @@ def _create_month(month: date) -> None:
     name = partition_name(month)
     start, end = _bounds(month)
     with transaction.atomic(), connection.cursor() as cursor:
-        # Lock order: parent then default, as ATTACH PARTITION takes them.
+        # Lock order: parent then default, as ATTACH PARTITION takes them. Inserts into
+        # the default partition wait until the new month is attached (a moment), so none
+        # can land there in between and make the ATTACH fail.
         cursor.execute(f"LOCK TABLE {PARENT} IN SHARE UPDATE EXCLUSIVE MODE")
+        cursor.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE")
         cursor.execute(
             f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
         )
@@ -163,8 +166,9 @@ def event_message_ids_prune(*, now: datetime | None = None) -> int:
         .delete()
     )
     for workspace_id, days in windows.items():
+        # A window of 0 would switch deduplication off: a day is the least kept.
         count, _ = EventMessageId.objects.filter(
-            workspace_id=workspace_id, received_at__lt=now - timedelta(days=days)
+            workspace_id=workspace_id, received_at__lt=now - timedelta(days=max(days, 1))
         ).delete()
         deleted += count
     return deleted
@@ -175,7 +179,11 @@ def scheduler_duty() -> None:
     retention applied, old messageIds forgotten."""
     from django.core.cache import cache
 
-    if cache.add("duty:event_partitions", "1", timeout=3600):
-        event_partitions_ensure()
-        event_retention_apply()
-        event_message_ids_prune()
+    if cache.get("duty:event_partitions"):
+        return
+    event_partitions_ensure()
+    event_retention_apply()
+    event_message_ids_prune()
+    cache.set(
+        "duty:event_partitions", "1", timeout=3600
+    )  # only after success: a failure retries next tick

@@ -178,7 +178,9 @@ def _access_for(raw_key: str, request: HttpRequest) -> _Access | None:
     cached = _write_keys.get(cache_key)
     if cached is not None and cached.expires_at > now:
         return cached.access
-    api_key = api_key_authenticate(raw_key=raw_key, kind=ApiKey.Kind.WRITE, request=request)
+    # No request: a write key is used from end users' browsers and phones, whose IP
+    # addresses and user agents must not land in the append-only audit log.
+    api_key = api_key_authenticate(raw_key=raw_key, kind=ApiKey.Kind.WRITE, request=None)
     access = None
     if api_key is not None:
         workspace = api_key.workspace

@@ -97,7 +97,7 @@ def profile_export(request: HttpRequest, profile_id: int) -> HttpResponse:
     return response
 
 
-@workspace_view("segments.export")
+@workspace_view("segments.erase")
 @require_POST
 def profile_erase(request: HttpRequest, profile_id: int) -> HttpResponse:
     profile = selectors.profile_get(workspace=request.workspace, profile_id=profile_id)

@@ -29,12 +29,13 @@ class Area(models.TextChoices):
     AUDIT_LOG = "audit_log", "Audit log"
 
 
-VIEW, EDIT, PUBLISH, EXPORT = "view", "edit", "publish", "export"
-ACTIONS = (VIEW, EDIT, PUBLISH, EXPORT)
+VIEW, EDIT, PUBLISH, EXPORT, ERASE = "view", "edit", "publish", "export", "erase"
+ACTIONS = (VIEW, EDIT, PUBLISH, EXPORT, ERASE)
 
-# Which actions exist in which area (publish only for journeys, export only where data leaves).
+# Which actions exist in which area (publish only for journeys, export only where data
+# leaves, erase only for people's data: it cannot be undone).
 AREA_ACTIONS: dict[str, tuple[str, ...]] = {
-    Area.SEGMENTS: (VIEW, EDIT, EXPORT),
+    Area.SEGMENTS: (VIEW, EDIT, EXPORT, ERASE),
     Area.CONTENT: (VIEW, EDIT),
     Area.JOURNEYS: (VIEW, EDIT, PUBLISH),
     Area.DELIVERY: (VIEW, EDIT),

@@ -552,7 +552,7 @@ def test_admin_log_names_a_changed_profile_by_id_only(workspace, staff):
     assert (entry.object_id, entry.object_repr) == (str(profile.pk), f"Profile {profile.pk}")
 
 
-def test_viewer_cannot_export_or_erase_and_analyst_can(workspace, make_member):
+def test_viewer_cannot_export_or_erase_analyst_exports_admin_erases(workspace, make_member):
     profile = _person(workspace)
     viewer = _api(make_member(Role.VIEWER))
     analyst = _api(make_member(Role.ANALYST))
@@ -563,13 +563,17 @@ def test_viewer_cannot_export_or_erase_and_analyst_can(workspace, make_member):
     assert [response.status_code for response in refused] == [403, 403]
     assert refused[1].json() == {
         "code": "permission_denied",
-        "message": "This role (viewer) lacks the permission segments.export.",
+        "message": "This role (viewer) lacks the permission segments.erase.",
     }
     assert Profile.objects.filter(pk=profile.pk).exists()
     assert AuditLog.objects.filter(action__in=["export", "delete"]).count() == 0
 
     assert analyst.get(f"/api/v1/profiles/{profile.pk}/export").status_code == 200
-    assert analyst.post(f"/api/v1/profiles/{profile.pk}/erase").status_code == 200
+    assert analyst.post(f"/api/v1/profiles/{profile.pk}/erase").status_code == 403
+    assert (
+        _api(make_member(Role.ADMIN)).post(f"/api/v1/profiles/{profile.pk}/erase").status_code
+        == 200
+    )
     assert sorted(
         AuditLog.objects.filter(action__in=["export", "delete"]).values_list("action", flat=True)
     ) == [

@@ -172,17 +172,17 @@ def test_a_secret_key_sees_only_its_workspaces_profiles(people, workspace):
 
 
 @pytest.mark.parametrize(
-    ("role", "can_read", "can_edit", "can_export"),
+    ("role", "can_read", "can_edit", "can_export", "can_erase"),
     [
-        (Role.VIEWER, True, False, False),
-        (Role.CONTENT_EDITOR, True, False, False),
-        (Role.MARKETER, True, True, False),
-        (Role.ANALYST, True, True, True),
-        (Role.ADMIN, True, True, True),
+        (Role.VIEWER, True, False, False, False),
+        (Role.CONTENT_EDITOR, True, False, False, False),
+        (Role.MARKETER, True, True, False, False),
+        (Role.ANALYST, True, True, True, False),
+        (Role.ADMIN, True, True, True, True),
     ],
 )
 def test_roles_decide_who_reads_edits_exports_and_erases(
-    people, make_member, role, can_read, can_edit, can_export
+    people, make_member, role, can_read, can_edit, can_export, can_erase
 ):
     client = _api(make_member(role))
     ada, bob = people["ada"], people["bob"]
@@ -205,13 +205,13 @@ def test_roles_decide_who_reads_edits_exports_and_erases(
         "events": can_read,
         "patch": can_edit,
         "export": can_export,
-        "erase": can_export,
+        "erase": can_erase,
     }
     ada.refresh_from_db()
     assert ada.traits == (
         {"name": "Ada Lovelace", "plan": "pro"} if can_edit else {"name": "Ada Lovelace"}
     )
-    assert Profile.objects.filter(pk=bob.pk).exists() is not can_export
+    assert Profile.objects.filter(pk=bob.pk).exists() is not can_erase
 
 
 # --------------------------------------------------------------------------- traits
