@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from django.db import models, transaction
+from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
 
@@ -108,7 +109,7 @@ def detect_format(filename: str, head: bytes) -> str:
         return FileFormat.JSON
     if lowered.endswith(".csv"):
         return FileFormat.CSV
-    stripped = head.lstrip()
+    stripped = head.removeprefix(b"\xef\xbb\xbf").lstrip()  # a UTF-8 byte order mark
     if stripped.startswith(b"["):
         return FileFormat.JSON
     if stripped.startswith(b"{"):
@@ -234,6 +235,13 @@ def validate_mapping(kind: str, mapping: dict[str, str]) -> list[str]:
     for target in set(targets):
         if target in fields and targets.count(target) > 1:
             problems.append(f"field {target!r} is mapped from more than one column")
+    open_targets = sorted({t for t in targets if t not in fields})
+    for target in open_targets:
+        nested = [other for other in open_targets if other.startswith(target + ".")]
+        if nested:
+            problems.append(f"{target!r} cannot be both a value and the parent of {nested[0]!r}")
+        elif targets.count(target) > 1:
+            problems.append(f"{target!r} is mapped from more than one column")
     for name, (required, _) in fields.items():
         if required and name not in targets:
             problems.append(f"required field {name!r} is not mapped to any column")
@@ -479,7 +487,8 @@ def import_job_start(
             changes={"status": {"before": "draft", "after": "pending"}, "mapping": mapping},
         )
         if enqueue:
-            transaction.on_commit(lambda: import_job_enqueue(import_job_id=job.pk))
+            # robust: if Redis is down the job stays pending, and the scheduler queues it again.
+            transaction.on_commit(lambda: import_job_enqueue(import_job_id=job.pk), robust=True)
     return job
 
 
@@ -488,6 +497,29 @@ def import_job_mapping_preview(*, job: ImportJob, mapping: dict[str, str]) -> Dr
         return dry_run(
             kind=job.kind, mapping=mapping, data=handle.read(), file_format=job.file_format
         )
+
+
+def import_jobs_requeue_waiting() -> int:
+    """Scheduler duty: queue again the jobs left waiting (their enqueue was lost, e.g.
+    Redis was down at commit) or whose runner died. Running one twice is harmless."""
+    now = timezone.now()
+    waiting = ImportJob.objects.filter(
+        models.Q(status=ImportJob.Status.PENDING, created_at__lt=now - timedelta(minutes=2))
+        | models.Q(status=ImportJob.Status.RUNNING, started_at__lt=now - IMPORT_STALE_AFTER)
+    ).values_list("pk", flat=True)
+    count = 0
+    for import_job_id in waiting:
+        import_job_enqueue(import_job_id=import_job_id)
+        count += 1
+    return count
+
+
+def scheduler_duty() -> None:
+    """At most once a minute, so a queue without workers is not flooded with copies."""
+    from django.core.cache import cache
+
+    if cache.add("duty:imports_requeue", "1", timeout=60):
+        import_jobs_requeue_waiting()
 
 
 def import_job_enqueue(*, import_job_id: int) -> None:
@@ -502,8 +534,6 @@ def import_job_run(*, import_job_id: int, progress=None) -> ImportJob:
     """Import the job's file in chunks through the ingestion service. Safe to run twice:
     rows already imported are duplicates by messageId. `progress(job)` is called after
     each chunk (the command line draws a bar with it)."""
-    from django.utils import timezone
-
     from segments.ingestion import ingest_batch
 
     # Claim a waiting job, or one whose runner died (a stale start): never two at once.
@@ -581,8 +611,6 @@ def import_job_run(*, import_job_id: int, progress=None) -> ImportJob:
 
 
 def _import_chunk(job: ImportJob, messages: list[dict], ingest_batch) -> None:
-    from django.utils import timezone
-
     result = ingest_batch(
         workspace=job.workspace,
         messages=messages,

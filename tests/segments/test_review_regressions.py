@@ -168,3 +168,46 @@ def test_an_unreadable_csv_fails_the_job_with_the_reason(workspace, settings, tm
     job = import_job_run(import_job_id=job.pk)
     assert job.status == "failed"
     assert job.failure.startswith("The CSV file cannot be read: field larger than field limit")
+
+
+def test_a_json_file_with_a_byte_order_mark_is_recognised():
+    from segments.importers import detect_format
+
+    assert detect_format("upload", b'\xef\xbb\xbf[{"id": 1}]') == "json"
+
+
+def test_a_trait_cannot_be_both_a_value_and_a_parent():
+    from segments.importers import validate_mapping
+
+    assert validate_mapping(
+        "profiles", {"id": "user_id", "a": "trait:address", "b": "trait:address.city"}
+    ) == ["'trait:address' cannot be both a value and the parent of 'trait:address.city'"]
+
+
+def test_a_job_whose_enqueue_was_lost_is_queued_again(
+    workspace, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    import django_rq
+    from django.utils import timezone
+
+    from segments.importers import import_jobs_requeue_waiting
+    from segments.models import ImportJob
+
+    settings.MEDIA_ROOT = tmp_path
+    job = import_draft_create(
+        workspace=workspace,
+        kind="profiles",
+        uploaded_file=SimpleUploadedFile("p.csv", b"id\nu1\n"),
+        context=SETUP,
+    )
+    import_job_start(job=job, mapping={"id": "user_id"}, context=SETUP, enqueue=False)
+    assert import_jobs_requeue_waiting() == 0  # just started: its own enqueue may still come
+    ImportJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    with django_capture_on_commit_callbacks(execute=True):  # django-rq enqueues on commit
+        assert import_jobs_requeue_waiting() == 1
+    queued = django_rq.get_queue("ingest").jobs
+    assert [(j.func_name, j.args) for j in queued] == [
+        ("segments.tasks.import_job_process", (job.pk,))
+    ]
