@@ -360,3 +360,68 @@ class ImportJob(models.Model):
         if not self.total_rows:
             return 0
         return min(100, round(100 * self.processed_rows / self.total_rows))
+
+
+class Segment(models.Model):
+    """A named group of profiles: dynamic (a rule tree in `definition`, evaluated by
+    segments.evaluation, see docs/segments.md) or static (a fixed list)."""
+
+    class Kind(models.TextChoices):
+        DYNAMIC = "dynamic", "Dynamic"
+        STATIC = "static", "Static"
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="segments", db_index=False
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DYNAMIC)
+    definition = models.JSONField(default=dict, blank=True, help_text="The rule tree")
+    recompute_interval_seconds = models.PositiveIntegerField(default=300)
+    last_computed_at = models.DateTimeField(null=True, blank=True)
+    member_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="segment_unique_name")
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentMembership(models.Model):
+    """One stay of a profile in a segment: open while `exited_at` is NULL. Closed rows
+    are kept as history; a profile that re-enters gets a new row."""
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    profile = models.ForeignKey(
+        Profile, on_delete=models.CASCADE, related_name="segment_memberships"
+    )
+    entered_at = models.DateTimeField(default=timezone.now)
+    exited_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["segment", "profile"],
+                condition=models.Q(exited_at__isnull=True),
+                name="segmentmembership_one_open",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["segment", "exited_at"], name="segmentmembership_seg_exit"),
+        ]
+
+    def __str__(self) -> str:
+        state = "open" if self.exited_at is None else f"exited {self.exited_at:%Y-%m-%d %H:%M}"
+        return f"profile {self.profile_id} in segment {self.segment_id} ({state})"

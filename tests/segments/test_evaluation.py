@@ -1,0 +1,967 @@
+"""Segment evaluation in SQL, membership refresh, and the ingestion hook.
+
+Timelines are hand-built with the ORM; the clock is the `now` parameter (NOW)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import django_rq
+import pytest
+from django.utils import timezone
+from rq import SimpleWorker
+
+from segments.evaluation import segment_evaluate_all, segment_evaluate_for_profiles
+from segments.ingestion import SOURCE_TRACKING_API, ingest_batch
+from segments.membership import segment_membership_refresh, segments_for_ingested_batch
+from segments.models import Event, Profile, Segment, SegmentMembership
+from segments.rules import RuleError
+from segments.tasks import INGEST_QUEUE
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+LOS_ANGELES = ZoneInfo("America/Los_Angeles")
+_message_ids = itertools.count()
+
+
+def make_profile(workspace, **fields) -> Profile:
+    fields.setdefault("first_seen", NOW - 60 * DAY)
+    return Profile.objects.create(workspace=workspace, **fields)
+
+
+def track(profile: Profile, name: str, at: datetime, **properties) -> None:
+    Event.objects.create(
+        workspace_id=profile.workspace_id,
+        profile=profile,
+        name=name,
+        timestamp=at,
+        properties=properties,
+        message_id=f"m-{next(_message_ids)}",
+    )
+
+
+def matching(workspace, definition, *, now: datetime = NOW) -> set[int]:
+    return segment_evaluate_all(segment_or_definition=definition, workspace=workspace, now=now)
+
+
+def ids(*profiles: Profile) -> set[int]:
+    return {profile.pk for profile in profiles}
+
+
+# --------------------------------------------------------------------------- brief: streak
+
+LOGGED_IN_10_DAYS_SINCE_SIGNUP = {
+    "type": "streak",
+    "event": "logged_in",
+    "days": 10,
+    "since_signup": True,
+}
+
+
+def test_logged_in_every_day_since_signup_for_10_days_straight(workspace):
+    signup = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+    def signed_up(**fields) -> Profile:
+        return make_profile(workspace, first_seen=signup, **fields)
+
+    ten_days = signed_up(user_id="ten-days")
+    nine_days = signed_up(user_id="nine-days")
+    missed_one = signed_up(user_id="missed-one")
+    late_start = signed_up(user_id="late-start")
+    twice_a_day = signed_up(user_id="twice-a-day")
+    for day in range(10):
+        track(ten_days, "logged_in", signup + day * DAY)
+        track(late_start, "logged_in", signup + (day + 1) * DAY)
+        track(twice_a_day, "logged_in", signup + day * DAY)
+        track(twice_a_day, "logged_in", signup + day * DAY + timedelta(hours=5))
+    for day in range(9):
+        track(nine_days, "logged_in", signup + day * DAY)
+    for day in range(11):
+        if day != 5:
+            track(missed_one, "logged_in", signup + day * DAY)
+    track(nine_days, "page_viewed", signup + 9 * DAY)  # another event does not count
+
+    assert matching(workspace, LOGGED_IN_10_DAYS_SINCE_SIGNUP) == ids(ten_days, twice_a_day)
+
+
+def _los_angeles_logins(profile: Profile) -> None:
+    """Ten consecutive local days (1 to 10 November 2026, across the end of DST),
+    alternately just after and just before local midnight: in UTC the days are
+    1, 3, 3, 5, 5, ... so the UTC streak breaks on the 2nd."""
+    for day in range(10):
+        local = datetime(2026, 11, 1 + day, 0, 30) if day % 2 == 0 else None
+        local = local or datetime(2026, 11, 1 + day, 23, 30)
+        track(profile, "logged_in", local.replace(tzinfo=LOS_ANGELES))
+
+
+def test_the_streak_counts_days_in_the_profiles_time_zone(workspace):
+    signup = datetime(2026, 11, 1, 0, 10, tzinfo=LOS_ANGELES)
+    local = make_profile(workspace, first_seen=signup, time_zone="America/Los_Angeles")
+    utc = make_profile(workspace, first_seen=signup)
+    _los_angeles_logins(local)
+    _los_angeles_logins(utc)
+
+    assert matching(workspace, LOGGED_IN_10_DAYS_SINCE_SIGNUP) == ids(local)
+
+
+def test_the_streak_falls_back_to_the_workspace_time_zone(workspace):
+    workspace.time_zone = "America/Los_Angeles"
+    workspace.save(update_fields=["time_zone"])
+    signup = datetime(2026, 11, 1, 0, 10, tzinfo=LOS_ANGELES)
+    no_zone = make_profile(workspace, first_seen=signup)
+    unknown_zone = make_profile(workspace, first_seen=signup, time_zone="Mars/Olympus_Mons")
+    utc = make_profile(workspace, first_seen=signup, time_zone="UTC")
+    for profile in (no_zone, unknown_zone, utc):
+        _los_angeles_logins(profile)
+
+    assert matching(workspace, LOGGED_IN_10_DAYS_SINCE_SIGNUP) == ids(no_zone, unknown_zone)
+
+
+def test_the_signup_day_is_the_local_day_of_first_seen(workspace):
+    # 07:30 UTC on 2 November is 23:30 on 1 November in Los Angeles: the first login,
+    # at 09:00 UTC on 2 November, is on the local day after signup.
+    late_evening = make_profile(
+        workspace,
+        first_seen=datetime(2026, 11, 2, 7, 30, tzinfo=UTC),
+        time_zone="America/Los_Angeles",
+    )
+    for day in range(10):
+        track(late_evening, "logged_in", datetime(2026, 11, 2, 9, 0, tzinfo=UTC) + day * DAY)
+
+    assert matching(workspace, LOGGED_IN_10_DAYS_SINCE_SIGNUP) == set()
+    assert matching(workspace, {**LOGGED_IN_10_DAYS_SINCE_SIGNUP, "since_signup": False}) == ids(
+        late_evening
+    )
+
+
+def test_an_ongoing_streak_must_reach_yesterday(workspace):
+    current = make_profile(workspace)
+    broken = make_profile(workspace)
+    for day in range(1, 4):
+        track(current, "logged_in", NOW - day * DAY)
+        track(broken, "logged_in", NOW - (day + 1) * DAY)
+    definition = {"type": "streak", "event": "logged_in", "days": 3, "ongoing": True}
+
+    assert matching(workspace, definition) == ids(current)
+    assert matching(workspace, {**definition, "ongoing": False}) == ids(current, broken)
+
+
+# --------------------------------------------------------------------------- brief: sequence
+
+BOUGHT_AGAIN_WITHIN_A_WEEK_OF_FIRST_PURCHASE = {
+    "type": "sequence",
+    "first": {"event": "order_completed"},
+    "then": {"event": "order_completed"},
+    "within_hours": 7 * 24,
+    "anchor": "first",
+}
+
+
+def test_bought_a_second_time_within_a_week_after_their_first_purchase(workspace):
+    first = datetime(2026, 10, 1, 15, 0, tzinfo=UTC)
+    timelines = {
+        "six days later": [first, first + 6 * DAY],
+        "exactly seven days later": [first, first + 7 * DAY],
+        "same day, hours apart": [first, first + timedelta(hours=3)],
+        "eight days later": [first, first + 8 * DAY],
+        "third within a week of the second": [first, first + 8 * DAY, first + 10 * DAY],
+        "same instant": [first, first],
+        "one order": [first],
+    }
+    profiles = {}
+    for label, times in timelines.items():
+        profiles[label] = make_profile(workspace, user_id=label)
+        for at in times:
+            track(profiles[label], "order_completed", at)
+    track(profiles["one order"], "cart_viewed", first + DAY)
+
+    assert matching(workspace, BOUGHT_AGAIN_WITHIN_A_WEEK_OF_FIRST_PURCHASE) == ids(
+        profiles["six days later"],
+        profiles["exactly seven days later"],
+        profiles["same day, hours apart"],
+    )
+    # With any purchase as the anchor, the 2nd and 3rd purchase form a pair.
+    any_anchor = {**BOUGHT_AGAIN_WITHIN_A_WEEK_OF_FIRST_PURCHASE, "anchor": "any"}
+    assert matching(workspace, any_anchor) == ids(
+        profiles["six days later"],
+        profiles["exactly seven days later"],
+        profiles["same day, hours apart"],
+        profiles["third within a week of the second"],
+    )
+
+
+def test_a_sequence_with_filters_and_a_window_for_the_first_event(workspace):
+    buyer = make_profile(workspace)
+    small_buyer = make_profile(workspace)
+    old_buyer = make_profile(workspace)
+    track(buyer, "trial_started", NOW - 3 * DAY, plan="pro")
+    track(buyer, "order_completed", NOW - 2 * DAY, total=120)
+    track(small_buyer, "trial_started", NOW - 3 * DAY, plan="pro")
+    track(small_buyer, "order_completed", NOW - 2 * DAY, total=20)
+    track(old_buyer, "trial_started", NOW - 40 * DAY, plan="pro")
+    track(old_buyer, "order_completed", NOW - 39 * DAY, total=120)
+    definition = {
+        "type": "sequence",
+        "first": {
+            "event": "trial_started",
+            "filters": [{"property": "plan", "op": "eq", "value": "pro"}],
+        },
+        "then": {
+            "event": "order_completed",
+            "filters": [{"property": "total", "op": "gte", "value": 100}],
+        },
+        "within_hours": 48,
+        "window": {"last_days": 30},
+    }
+
+    assert matching(workspace, definition) == ids(buyer)
+
+
+def test_a_and_not_b_within_n_hours_after_a(workspace):
+    abandoned = make_profile(workspace)
+    bought = make_profile(workspace)
+    bought_too_late = make_profile(workspace)
+    still_deciding = make_profile(workspace)
+    track(abandoned, "cart_created", NOW - 30 * timedelta(hours=1))
+    track(bought, "cart_created", NOW - 30 * timedelta(hours=1))
+    track(bought, "order_completed", NOW - 20 * timedelta(hours=1))
+    track(bought_too_late, "cart_created", NOW - 30 * timedelta(hours=1))
+    track(bought_too_late, "order_completed", NOW - 2 * timedelta(hours=1))
+    track(still_deciding, "cart_created", NOW - 2 * timedelta(hours=1))
+    definition = {
+        "type": "sequence",
+        "first": {"event": "cart_created"},
+        "then": {"event": "order_completed"},
+        "within_hours": 24,
+        "negate": True,
+    }
+
+    # still_deciding's 24 hours have not passed yet.
+    assert matching(workspace, definition) == ids(abandoned, bought_too_late)
+
+
+# --------------------------------------------------------------------------- attribute
+
+
+def test_attribute_rules_on_traits(workspace):
+    pro = make_profile(
+        workspace,
+        traits={"plan": {"tier": "pro"}, "seats": 12, "tags": ["vip", "beta"], "nick": "Ana"},
+    )
+    free = make_profile(workspace, traits={"plan": {"tier": "free"}, "seats": 1, "nick": None})
+    bare = make_profile(workspace, traits={})
+
+    def check(op: str, value=None, *, trait: str) -> set[int]:
+        rule = {"type": "attribute", "trait": trait, "op": op}
+        if value is not None:
+            rule["value"] = value
+        return matching(workspace, rule)
+
+    assert check("eq", "pro", trait="plan.tier") == ids(pro)
+    assert check("ne", "pro", trait="plan.tier") == ids(free, bare)
+    assert check("eq", 12.0, trait="seats") == ids(pro)
+    assert check("gt", 1, trait="seats") == ids(pro)
+    assert check("gte", 1, trait="seats") == ids(pro, free)
+    assert check("lt", 12, trait="seats") == ids(free)
+    assert check("lte", "pz", trait="plan.tier") == ids(pro, free)
+    assert check("gt", 1, trait="plan.tier") == set()  # a string is not a number
+    assert check("contains", "VIP", trait="tags") == ids(pro)
+    assert check("contains", "ro", trait="plan.tier") == ids(pro)
+    assert check("in", ["free", "team"], trait="plan.tier") == ids(free)
+    assert check("exists", trait="nick") == ids(pro)  # JSON null does not exist
+    assert check("not_exists", trait="nick") == ids(free, bare)
+    assert check("eq", "pro", trait="plan.tier.missing") == set()
+
+
+def test_attribute_date_rules_on_traits_and_columns(workspace):
+    renewing = make_profile(
+        workspace, traits={"renews_at": "2026-12-01T00:00:00Z"}, first_seen=NOW - 3 * DAY
+    )
+    lapsed = make_profile(workspace, traits={"renews_at": "2026-01-15"}, first_seen=NOW - 90 * DAY)
+    garbage = make_profile(workspace, traits={"renews_at": "2026-13-45"}, first_seen=NOW)
+    words = make_profile(workspace, traits={"renews_at": "now"}, first_seen=NOW)
+
+    def check(op: str, value, *, trait=None, column=None) -> set[int]:
+        target = {"trait": trait} if trait else {"column": column}
+        return matching(workspace, {"type": "attribute", **target, "op": op, "value": value})
+
+    assert check("after", "2026-11-20", trait="renews_at") == ids(renewing)
+    assert check("before", "2026-11-20", trait="renews_at") == ids(lapsed)
+    assert check("within_last_days", 365, trait="renews_at") == ids(lapsed)
+    assert check("within_last_days", 7, column="first_seen") == ids(renewing, garbage, words)
+    assert check("before", "2026-10-01", column="first_seen") == ids(lapsed)
+    assert garbage.pk not in check("before", "2030-01-01", trait="renews_at")
+    assert words.pk not in check("before", "2030-01-01", trait="renews_at")
+
+
+def test_attribute_rules_on_text_columns(workspace):
+    ana = make_profile(workspace, email="ana@example.com", locale="pt-BR")
+    bob = make_profile(workspace, email="bob@example.org")
+    no_email = make_profile(workspace)
+
+    def check(column: str, op: str, value=None) -> set[int]:
+        rule = {"type": "attribute", "column": column, "op": op}
+        if value is not None:
+            rule["value"] = value
+        return matching(workspace, rule)
+
+    assert check("email", "contains", "@EXAMPLE.COM") == ids(ana)
+    assert check("email", "exists") == ids(ana, bob)
+    assert check("email", "not_exists") == ids(no_email)
+    assert check("locale", "in", ["pt-BR", "pt-PT"]) == ids(ana)
+    assert check("locale", "ne", "pt-BR") == ids(bob, no_email)
+
+
+# --------------------------------------------------------------------------- event count
+
+
+def test_event_count_with_windows_and_property_filters(workspace):
+    frequent = make_profile(workspace)
+    once = make_profile(workspace)
+    long_ago = make_profile(workspace)
+    never = make_profile(workspace)
+    for hours in (1, 30, 50):
+        track(frequent, "order_completed", NOW - timedelta(hours=hours), total=40, coupon="FALL")
+    track(once, "order_completed", NOW - 2 * DAY, total=10)
+    track(long_ago, "order_completed", datetime(2026, 1, 10, tzinfo=UTC), total=99)
+    track(never, "cart_viewed", NOW - DAY)
+
+    def check(**fields) -> set[int]:
+        return matching(workspace, {"type": "event_count", "event": "order_completed", **fields})
+
+    assert check(count=1) == ids(frequent, once, long_ago)
+    assert check(count=2, window={"last_days": 7}) == ids(frequent)
+    assert check(op="eq", count=0, window={"last_days": 7}) == ids(long_ago, never)
+    assert check(op="lt", count=3) == ids(once, long_ago, never)
+    assert check(op="gt", count=2, window={"last_days": 7}) == ids(frequent)
+    assert check(count=1, window={"between": ["2026-01-10", "2026-01-10"]}) == ids(long_ago)
+    assert check(count=1, window={"between": ["2026-01-11", "2026-11-17"]}) == set()
+    assert check(count=1, filters=[{"property": "total", "op": "gt", "value": 30}]) == ids(
+        frequent, long_ago
+    )
+    assert check(
+        count=1,
+        filters=[
+            {"property": "coupon", "op": "exists"},
+            {"property": "total", "op": "lte", "value": 40},
+        ],
+    ) == ids(frequent)
+
+
+def test_the_last_days_window_ends_now(workspace):
+    edge = make_profile(workspace)
+    future = make_profile(workspace)
+    track(edge, "order_completed", NOW - 7 * DAY + timedelta(seconds=1))
+    track(future, "order_completed", NOW + timedelta(minutes=1))
+    definition = {
+        "type": "event_count",
+        "event": "order_completed",
+        "count": 1,
+        "window": {"last_days": 7},
+    }
+
+    assert matching(workspace, definition) == ids(edge)
+    assert matching(workspace, definition, now=NOW + timedelta(minutes=2)) == ids(future)
+
+
+# --------------------------------------------------------------------------- recency
+
+
+def test_recency_of_the_first_and_last_event(workspace):
+    recent = make_profile(workspace)
+    lapsed = make_profile(workspace)
+    never = make_profile(workspace)
+    track(recent, "order_completed", datetime(2025, 6, 1, tzinfo=UTC))
+    track(recent, "order_completed", NOW - 2 * DAY)
+    track(lapsed, "order_completed", NOW - 60 * DAY)
+    track(never, "page_viewed", NOW - DAY)
+
+    def check(which: str, op: str, value) -> set[int]:
+        rule = {"type": "recency", "event": "order_completed", "which": which, "op": op}
+        return matching(workspace, {**rule, "value": value})
+
+    assert check("last", "within_last_days", 30) == ids(recent)
+    assert check("last", "not_within_last_days", 30) == ids(lapsed)
+    assert check("first", "before", "2026-01-01") == ids(recent)
+    assert check("first", "after", "2026-01-01") == ids(lapsed)
+    assert check("last", "after", "2026-01-01") == ids(recent, lapsed)
+
+
+# --------------------------------------------------------------------------- membership
+
+
+def test_membership_of_another_segment_reads_open_rows(workspace, other_workspace):
+    vip = Segment.objects.create(workspace=workspace, name="VIP")
+    inside = make_profile(workspace)
+    left = make_profile(workspace)
+    outside = make_profile(workspace)
+    SegmentMembership.objects.create(workspace=workspace, segment=vip, profile=inside)
+    SegmentMembership.objects.create(
+        workspace=workspace, segment=vip, profile=left, exited_at=NOW - DAY
+    )
+
+    assert matching(workspace, {"type": "membership", "segment_id": vip.pk}) == ids(inside)
+    assert matching(workspace, {"type": "membership", "segment_id": vip.pk, "in": False}) == ids(
+        left, outside
+    )
+    with pytest.raises(RuleError, match="is not in this workspace"):
+        matching(other_workspace, {"type": "membership", "segment_id": vip.pk})
+    vip.definition = {"type": "membership", "segment_id": vip.pk}
+    with pytest.raises(RuleError, match="cannot depend on itself"):
+        matching(workspace, vip)
+
+
+# --------------------------------------------------------------------------- groups, tenancy
+
+NESTED = {
+    "type": "and",
+    "rules": [
+        {"type": "attribute", "trait": "plan", "op": "eq", "value": "pro"},
+        {
+            "type": "or",
+            "rules": [
+                {"type": "event_count", "event": "order_completed", "count": 2},
+                {"type": "not", "rule": {"type": "event_count", "event": "logged_in", "count": 1}},
+            ],
+        },
+    ],
+}
+
+
+def test_groups_combine_and_never_leak_across_workspaces(workspace, other_workspace):
+    buyer = make_profile(workspace, traits={"plan": "pro"})
+    dormant = make_profile(workspace, traits={"plan": "pro"})
+    active = make_profile(workspace, traits={"plan": "pro"})
+    free_buyer = make_profile(workspace, traits={"plan": "free"})
+    stranger = make_profile(other_workspace, traits={"plan": "pro"})
+    for profile in (buyer, free_buyer):
+        track(profile, "order_completed", NOW - DAY)
+        track(profile, "order_completed", NOW - 2 * DAY)
+    track(buyer, "logged_in", NOW - DAY)
+    track(active, "logged_in", NOW - DAY)
+
+    assert matching(workspace, NESTED) == ids(buyer, dormant)
+    assert matching(other_workspace, NESTED) == ids(stranger)
+
+
+def test_evaluate_for_profiles_agrees_with_evaluate_all(workspace, other_workspace):
+    profiles = [
+        make_profile(workspace, traits={"plan": "pro" if n % 3 else "free"}) for n in range(9)
+    ]
+    for number, profile in enumerate(profiles):
+        for order in range(number % 4):
+            track(profile, "order_completed", NOW - (order + 1) * DAY)
+        if number % 2:
+            track(profile, "logged_in", NOW - DAY)
+    stranger = make_profile(other_workspace, traits={"plan": "pro"})
+    everyone = matching(workspace, NESTED)
+    subset = [profile.pk for profile in profiles[::2]] + [stranger.pk]
+
+    found = segment_evaluate_for_profiles(
+        segment_or_definition=NESTED, workspace=workspace, profile_ids=subset, now=NOW
+    )
+
+    assert everyone  # the rule is not trivially empty
+    assert found == everyone & set(subset)
+
+
+def test_user_values_are_parameters_not_sql(workspace):
+    sneaky = make_profile(workspace, traits={"x'); DROP TABLE segments_profile; --": "1"})
+    definition = {
+        "type": "attribute",
+        "trait": "x'); DROP TABLE segments_profile; --",
+        "op": "eq",
+        "value": "1' OR '1'='1",
+    }
+
+    assert matching(workspace, definition) == set()
+    assert matching(workspace, {**definition, "value": "1"}) == ids(sneaky)
+
+
+# --------------------------------------------------------------------------- membership rows
+
+ORDERED_THIS_WEEK = {
+    "type": "event_count",
+    "event": "order_completed",
+    "count": 1,
+    "window": {"last_days": 7},
+}
+
+
+def open_members(segment: Segment) -> set[int]:
+    return set(
+        SegmentMembership.objects.filter(segment=segment, exited_at__isnull=True).values_list(
+            "profile_id", flat=True
+        )
+    )
+
+
+def test_refresh_opens_and_closes_rows_and_keeps_history(
+    workspace, monkeypatch, django_capture_on_commit_callbacks
+):
+    segment = Segment.objects.create(
+        workspace=workspace, name="Buyers", definition=ORDERED_THIS_WEEK
+    )
+    early = make_profile(workspace)
+    late = make_profile(workspace)
+    track(early, "order_completed", NOW - 6 * DAY)
+    changes = []
+    monkeypatch.setattr(
+        "segments.membership.segment_membership_changed",
+        lambda **change: changes.append(change),
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert segment_membership_refresh(segment=segment, now=NOW) == (ids(early), set())
+    track(late, "order_completed", NOW + DAY)
+    # Two days on, early's order slid out of the window: the scheduled recompute drops it.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert segment_membership_refresh(segment=segment, now=NOW + 2 * DAY) == (
+            ids(late),
+            ids(early),
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert segment_membership_refresh(segment=segment, now=NOW + 2 * DAY) == (set(), set())
+    track(early, "order_completed", NOW + 3 * DAY)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert segment_membership_refresh(segment=segment, now=NOW + 3 * DAY) == (ids(early), set())
+
+    rows = list(
+        SegmentMembership.objects.filter(segment=segment)
+        .order_by("entered_at", "profile_id")
+        .values_list("profile_id", "entered_at", "exited_at")
+    )
+    assert rows == [
+        (early.pk, NOW, NOW + 2 * DAY),
+        (late.pk, NOW + 2 * DAY, None),
+        (early.pk, NOW + 3 * DAY, None),
+    ]
+    segment.refresh_from_db()
+    assert (segment.member_count, segment.last_computed_at) == (2, NOW + 3 * DAY)
+    assert [(c["entered_ids"], c["exited_ids"], c["at"]) for c in changes] == [
+        (ids(early), set(), NOW),
+        (ids(late), ids(early), NOW + 2 * DAY),
+        (ids(early), set(), NOW + 3 * DAY),
+    ]
+
+
+def test_refresh_for_some_profiles_leaves_the_others_alone(workspace):
+    segment = Segment.objects.create(
+        workspace=workspace, name="Buyers", definition=ORDERED_THIS_WEEK
+    )
+    buyer = make_profile(workspace)
+    slid = make_profile(workspace)
+    untouched = make_profile(workspace)
+    track(buyer, "order_completed", NOW - DAY)
+    for profile in (slid, untouched):
+        SegmentMembership.objects.create(
+            workspace=workspace, segment=segment, profile=profile, entered_at=NOW - 9 * DAY
+        )
+
+    entered, exited = segment_membership_refresh(
+        segment=segment, profile_ids=[buyer.pk, slid.pk], now=NOW
+    )
+
+    assert (entered, exited) == (ids(buyer), ids(slid))
+    assert open_members(segment) == ids(buyer, untouched)
+    segment.refresh_from_db()
+    assert (segment.member_count, segment.last_computed_at) == (2, None)
+
+
+def test_static_segments_are_not_refreshed(workspace):
+    segment = Segment.objects.create(
+        workspace=workspace, name="Upload", kind=Segment.Kind.STATIC, definition=ORDERED_THIS_WEEK
+    )
+    buyer = make_profile(workspace)
+    track(buyer, "order_completed", NOW - DAY)
+
+    assert segment_membership_refresh(segment=segment, now=NOW) == (set(), set())
+    assert SegmentMembership.objects.count() == 0
+
+
+# --------------------------------------------------------------------------- ingestion hook
+
+
+def test_a_batch_that_makes_a_profile_qualify_opens_its_row_when_the_job_finishes(
+    workspace, other_workspace, django_capture_on_commit_callbacks
+):
+    bought_twice = Segment.objects.create(
+        workspace=workspace,
+        name="Bought twice",
+        definition={"type": "event_count", "event": "Order Completed", "count": 2},
+    )
+    broken = Segment.objects.create(workspace=workspace, name="Broken", definition={"type": "nope"})
+    elsewhere = Segment.objects.create(
+        workspace=other_workspace, name="Bought twice", definition=bought_twice.definition
+    )
+    now = timezone.now()
+
+    def ingest(message_ids: list[str]):
+        messages = [
+            {
+                "type": "track",
+                "userId": "user-1",
+                "event": "Order Completed",
+                "messageId": message_id,
+                "timestamp": (now - timedelta(minutes=5)).isoformat(),
+            }
+            for message_id in message_ids
+        ]
+        with django_capture_on_commit_callbacks(execute=True):
+            ingest_batch(
+                workspace=workspace,
+                messages=messages,
+                received_at=now,
+                context=None,
+                integrations=None,
+                source=SOURCE_TRACKING_API,
+            )
+        queue = django_rq.get_queue(INGEST_QUEUE)
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    ingest(["m-1"])
+    assert SegmentMembership.objects.count() == 0
+
+    ingest(["m-2"])
+    profile = Profile.objects.get(workspace=workspace, user_id="user-1")
+    assert open_members(bought_twice) == ids(profile)
+    assert SegmentMembership.objects.filter(segment__in=[broken, elsewhere]).count() == 0
+
+    # The hook is idempotent: running it again changes nothing.
+    segments_for_ingested_batch(workspace_id=workspace.pk, profile_ids=[profile.pk], event_ids=[])
+    assert SegmentMembership.objects.count() == 1
+
+
+def test_the_hook_skips_segments_the_batch_cannot_change(workspace):
+    logged_in = Segment.objects.create(
+        workspace=workspace,
+        name="Logged in",
+        definition={"type": "event_count", "event": "logged_in", "count": 1},
+    )
+    ordered = Segment.objects.create(
+        workspace=workspace,
+        name="Ordered",
+        definition={"type": "event_count", "event": "order_completed", "count": 1},
+    )
+    pro = Segment.objects.create(
+        workspace=workspace,
+        name="Pro",
+        definition={"type": "attribute", "trait": "plan", "op": "eq", "value": "pro"},
+    )
+    profile = make_profile(workspace, traits={"plan": "pro"})
+    # Both events exist, but only the order is in the batch: the login rule is not
+    # re-evaluated (its stale state shows it), the order and trait rules are.
+    track(profile, "logged_in", NOW - DAY)
+    track(profile, "order_completed", NOW - DAY)
+    order_id = Event.objects.get(profile=profile, name="order_completed").id
+
+    segments_for_ingested_batch(
+        workspace_id=workspace.pk, profile_ids=[profile.pk], event_ids=[order_id]
+    )
+
+    assert open_members(logged_in) == set()
+    assert open_members(ordered) == ids(profile)
+    assert open_members(pro) == ids(profile)
+
+
+def test_an_identify_call_refreshes_every_segment(workspace):
+    logged_in = Segment.objects.create(
+        workspace=workspace,
+        name="Logged in",
+        definition={"type": "event_count", "event": "logged_in", "count": 1},
+    )
+    profile = make_profile(workspace)
+    track(profile, "logged_in", NOW - DAY)
+    Event.objects.create(
+        workspace=workspace,
+        profile=profile,
+        type=Event.Type.IDENTIFY,
+        timestamp=NOW,
+        message_id="m-identify",
+    )
+    identify_id = Event.objects.get(message_id="m-identify").id
+
+    segments_for_ingested_batch(
+        workspace_id=workspace.pk, profile_ids=[profile.pk], event_ids=[identify_id]
+    )
+
+    assert open_members(logged_in) == ids(profile)
+
+
+# --------------------------------------------------------------------------- reference
+# A plain-Python evaluator (iterating each profile's events) checked against the SQL one
+# on seeded random data and rules. A stand-in for the hypothesis property tests the issue
+# asks for (hypothesis is not installed yet): same idea, fixed seeds, no shrinking.
+
+EVENT_NAMES = ("a", "b")
+ZONES = ("", "UTC", "America/Los_Angeles", "Asia/Tokyo", "Not/A_Zone")
+WORKSPACE_ZONE = "Europe/Berlin"
+
+
+def _reference_zone(profile: Profile) -> ZoneInfo:
+    valid = profile.time_zone and profile.time_zone != "Not/A_Zone"
+    return ZoneInfo(profile.time_zone if valid else WORKSPACE_ZONE)
+
+
+def _matches_filters(event: Event, filters: list[dict]) -> bool:
+    for item in filters:
+        total = event.properties.get("total")
+        if item["op"] == "exists":
+            if total is None:
+                return False
+        elif (
+            total is None
+            or not {
+                "eq": total == item["value"],
+                "gte": total >= item["value"],
+                "lt": total < item["value"],
+            }[item["op"]]
+        ):
+            return False
+    return True
+
+
+def _in_window(moment: datetime, window: dict) -> bool:
+    if "last_days" in window:
+        return NOW - window["last_days"] * DAY < moment <= NOW
+    if "between" in window:
+        start, end = (datetime.fromisoformat(day).replace(tzinfo=UTC) for day in window["between"])
+        return start <= moment < end + DAY
+    return True
+
+
+def _reference(rule: dict, profile: Profile, events: list[Event]) -> bool:
+    kind = rule["type"]
+    if kind == "and":
+        return all(_reference(child, profile, events) for child in rule["rules"])
+    if kind == "or":
+        return any(_reference(child, profile, events) for child in rule["rules"])
+    if kind == "not":
+        return not _reference(rule["rule"], profile, events)
+    if kind == "attribute":
+        value = profile.traits.get(rule["trait"])
+        target = rule.get("value")
+        if rule["op"] == "exists":
+            return value is not None
+        if rule["op"] == "ne":
+            return value != target
+        if value is None or (type(value) is not type(target) and rule["op"] != "in"):
+            return False
+        if rule["op"] == "in":
+            return value in target
+        return {
+            "eq": value == target,
+            "gt": value > target,
+            "lte": value <= target,
+        }[rule["op"]]
+
+    def named(name: str, filters: list[dict]) -> list[Event]:
+        return [e for e in events if e.name == name and _matches_filters(e, filters)]
+
+    if kind == "event_count":
+        count = len(
+            [
+                e
+                for e in named(rule["event"], rule["filters"])
+                if _in_window(e.timestamp, rule["window"])
+            ]
+        )
+        return {
+            "gte": count >= rule["count"],
+            "eq": count == rule["count"],
+            "lt": count < rule["count"],
+        }[rule["op"]]
+    if kind == "sequence":
+        hours = timedelta(hours=rule["within_hours"])
+        anchors = [
+            e.timestamp
+            for e in named(rule["first"]["event"], rule["first"]["filters"])
+            if _in_window(e.timestamp, rule["window"])
+        ]
+        if rule["anchor"] == "first" and anchors:
+            anchors = [min(anchors)]
+        thens = [e.timestamp for e in named(rule["then"]["event"], rule["then"]["filters"])]
+        for anchor in anchors:
+            followed = any(anchor < then <= anchor + hours for then in thens)
+            if rule["negate"] and anchor + hours <= NOW and not followed:
+                return True
+            if not rule["negate"] and followed:
+                return True
+        return False
+    if kind == "streak":
+        zone = _reference_zone(profile)
+        days = {e.timestamp.astimezone(zone).date() for e in named(rule["event"], rule["filters"])}
+        starts = [day for day in days if day - DAY not in days]
+        if rule["since_signup"]:
+            starts = [day for day in starts if day == profile.first_seen.astimezone(zone).date()]
+        today = NOW.astimezone(zone).date()
+        for start in starts:
+            length = 1
+            while start + length * DAY in days:
+                length += 1
+            last = start + (length - 1) * DAY
+            if length >= rule["days"] and (not rule["ongoing"] or last >= today - DAY):
+                return True
+        return False
+    if kind == "recency":
+        moments = [e.timestamp for e in named(rule["event"], rule["filters"])]
+        if not moments:
+            return False
+        moment = min(moments) if rule["which"] == "first" else max(moments)
+        if rule["op"] == "within_last_days":
+            return NOW - rule["value"] * DAY < moment <= NOW
+        if rule["op"] == "not_within_last_days":
+            return moment <= NOW - rule["value"] * DAY
+        bound = datetime.fromisoformat(rule["value"]).replace(tzinfo=UTC)
+        return moment < bound if rule["op"] == "before" else moment > bound
+    raise AssertionError(kind)
+
+
+def _random_filters(rng) -> list[dict]:
+    return rng.choice(
+        [
+            [],
+            [],
+            [{"property": "total", "op": "exists"}],
+            [{"property": "total", "op": "gte", "value": rng.randint(0, 3)}],
+            [{"property": "total", "op": "eq", "value": rng.randint(0, 3)}],
+            [{"property": "total", "op": "lt", "value": rng.randint(0, 3)}],
+        ]
+    )
+
+
+def _random_window(rng) -> dict:
+    first = (NOW - rng.randint(0, 20) * DAY).date()
+    return rng.choice(
+        [
+            {"ever": True},
+            {"last_days": rng.randint(1, 15)},
+            {"between": [first.isoformat(), (first + rng.randint(0, 6) * DAY).isoformat()]},
+        ]
+    )
+
+
+def _random_leaf(rng) -> dict:
+    event = rng.choice(EVENT_NAMES)
+    kind = rng.choice(["attribute", "event_count", "sequence", "streak", "recency"])
+    if kind == "attribute":
+        trait, value = rng.choice([("score", rng.randint(0, 4)), ("tier", rng.choice("xyz"))])
+        op = rng.choice(["eq", "ne", "gt", "lte", "exists", "in"])
+        if op == "exists":
+            return {"type": kind, "trait": trait, "op": op}
+        if op == "in":
+            value = [value, rng.choice([1, "y"])]
+        return {"type": kind, "trait": trait, "op": op, "value": value}
+    if kind == "event_count":
+        return {
+            "type": kind,
+            "event": event,
+            "filters": _random_filters(rng),
+            "op": rng.choice(["gte", "eq", "lt"]),
+            "count": rng.randint(0, 4),
+            "window": _random_window(rng),
+        }
+    if kind == "sequence":
+        return {
+            "type": kind,
+            "first": {"event": event, "filters": _random_filters(rng)},
+            "then": {"event": rng.choice(EVENT_NAMES), "filters": _random_filters(rng)},
+            "within_hours": rng.choice([1, 6, 24, 72]),
+            "negate": rng.random() < 0.3,
+            "anchor": rng.choice(["any", "first"]),
+            "window": _random_window(rng),
+        }
+    if kind == "streak":
+        return {
+            "type": kind,
+            "event": event,
+            "filters": _random_filters(rng),
+            "days": rng.randint(1, 4),
+            "since_signup": rng.random() < 0.4,
+            "ongoing": rng.random() < 0.3,
+        }
+    op = rng.choice(["before", "after", "within_last_days", "not_within_last_days"])
+    value = (
+        rng.randint(1, 10)
+        if op.endswith("days")
+        else (NOW - rng.randint(0, 15) * DAY).date().isoformat()
+    )
+    return {
+        "type": kind,
+        "event": event,
+        "filters": _random_filters(rng),
+        "which": rng.choice(["first", "last"]),
+        "op": op,
+        "value": value,
+    }
+
+
+def _random_rule(rng, depth: int = 0) -> dict:
+    roll = rng.random()
+    if depth >= 3 or roll < 0.5:
+        return _random_leaf(rng)
+    if roll < 0.6:
+        return {"type": "not", "rule": _random_rule(rng, depth + 1)}
+    children = [_random_rule(rng, depth + 1) for _ in range(rng.randint(1, 3))]
+    return {"type": rng.choice(["and", "or"]), "rules": children}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sql_agrees_with_a_reference_evaluator_on_random_data(workspace, seed):
+    import random
+
+    rng = random.Random(seed)
+    workspace.time_zone = WORKSPACE_ZONE
+    workspace.save(update_fields=["time_zone"])
+    profiles = []
+    for number in range(25):
+        traits = {}
+        if rng.random() < 0.7:
+            traits["score"] = rng.randint(0, 4)
+        if rng.random() < 0.7:
+            traits["tier"] = rng.choice("xyz")
+        # Whole and half hours make ties and events right at local midnights.
+        signup = NOW - rng.randint(0, 12) * DAY - timedelta(hours=rng.randint(0, 23))
+        profile = make_profile(
+            workspace,
+            user_id=f"p-{number}",
+            traits=traits,
+            time_zone=rng.choice(ZONES),
+            first_seen=signup,
+        )
+        for _ in range(rng.randint(0, 14)):
+            offset = timedelta(hours=rng.randint(0, 24 * 12), minutes=rng.choice([0, 30]))
+            properties = {"total": rng.randint(0, 3)} if rng.random() < 0.8 else {}
+            track(profile, rng.choice(EVENT_NAMES), NOW - offset, **properties)
+        profiles.append(profile)
+    events_of = {profile.pk: [] for profile in profiles}
+    for event in Event.objects.filter(workspace=workspace):
+        events_of[event.profile_id].append(event)
+
+    telling = 0  # rules that split the profiles: neither nobody nor everybody
+    for _ in range(40):
+        rule = _random_rule(rng)
+        expected = {p.pk for p in profiles if _reference(rule, p, events_of[p.pk])}
+        assert matching(workspace, rule) == expected, rule
+        telling += 0 < len(expected) < len(profiles)
+    assert telling >= 20
+
+
+def test_the_real_time_refresh_costs_a_fixed_few_statements(workspace, django_assert_num_queries):
+    segment = Segment.objects.create(
+        workspace=workspace, name="Buyers", definition=ORDERED_THIS_WEEK
+    )
+    profiles = [make_profile(workspace) for _ in range(5)]
+    for profile in profiles[:3]:
+        track(profile, "order_completed", NOW - DAY)
+    SegmentMembership.objects.create(workspace=workspace, segment=segment, profile=profiles[4])
+
+    # savepoint, segment lock, evaluation, open rows, close, open, count, save, release.
+    with django_assert_num_queries(9):
+        entered, exited = segment_membership_refresh(
+            segment=segment, profile_ids=[profile.pk for profile in profiles], now=NOW
+        )
+
+    assert (entered, exited) == (ids(*profiles[:3]), ids(profiles[4]))
