@@ -337,6 +337,7 @@ LOGGING = {
 SCHEDULER_DUTIES: list[str] = [
     "segments.partitions.scheduler_duty",
     "segments.importers.scheduler_duty",
+    "segments.membership.scheduler_duty",
 ]
 
 # --------------------------------------------------------------------------- ingestion

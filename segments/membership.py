@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 
 from segments.evaluation import segment_evaluate_all, segment_evaluate_for_profiles
@@ -182,3 +183,52 @@ def segments_for_ingested_batch(
             segment_membership_refresh(segment=segment, profile_ids=profile_ids)
         except RuleError:
             logger.exception("segment %s has an invalid definition; skipped", segment.pk)
+
+
+def segments_due_for_recompute(*, now: datetime | None = None) -> list[int]:
+    """Dynamic segments whose interval has passed since their last full evaluation (or
+    that were never evaluated), oldest first. Time-based rules (sliding windows, streaks
+    that break at midnight) need these full runs; the ingestion hook alone cannot see
+    time pass."""
+    now = now or timezone.now()
+    due = Q(last_computed_at__isnull=True) | Q(
+        last_computed_at__lte=now
+        - ExpressionWrapper(
+            F("recompute_interval_seconds") * timedelta(seconds=1), output_field=DurationField()
+        )
+    )
+    return list(
+        Segment.objects.filter(due, kind=Segment.Kind.DYNAMIC)
+        .order_by(F("last_computed_at").asc(nulls_first=True))
+        .values_list("pk", flat=True)
+    )
+
+
+def scheduler_duty() -> None:
+    """Queue a full recompute for each due segment. A segment's job has a fixed id while
+    it waits, so a slow worker never gets the same segment queued twice; segments fall
+    due at their own times, which staggers them."""
+    import django_rq
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    queue = django_rq.get_queue("default")
+    for segment_id in segments_due_for_recompute():
+        job_id = f"segment-recompute-{segment_id}"
+        try:
+            if Job.fetch(job_id, connection=queue.connection).get_status() in {
+                "queued",
+                "started",
+                "deferred",
+                "scheduled",
+            }:
+                continue
+        except NoSuchJobError:
+            pass
+        queue.enqueue(
+            "segments.tasks.segment_recompute",
+            segment_id,
+            job_id=job_id,
+            result_ttl=60,
+            failure_ttl=3600,
+        )

@@ -60,3 +60,13 @@ def import_job_process(import_job_id: int) -> None:
     from segments.importers import import_job_run
 
     import_job_run(import_job_id=import_job_id)
+
+
+def segment_recompute(segment_id: int) -> None:
+    """Full re-evaluation of one dynamic segment (queued by the scheduler when due)."""
+    from segments.membership import segment_membership_refresh
+    from segments.models import Segment
+
+    segment = Segment.objects.filter(pk=segment_id, kind=Segment.Kind.DYNAMIC).first()
+    if segment is not None:  # deleted or made static since it was queued
+        segment_membership_refresh(segment=segment)
