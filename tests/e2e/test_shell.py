@@ -39,10 +39,14 @@ def test_login_navigate_switch_workspace_and_log_out(page, workspace, other_work
     page.get_by_role("link", name="Segments", exact=True).click()
     expect(page).to_have_url(re.compile(r"/w/acme/segments/$"))
 
+    # Shortcuts live in a module script, which runs before DOMContentLoaded: wait for it,
+    # or the keys can arrive before anyone listens.
+    page.wait_for_load_state("domcontentloaded")
     page.keyboard.press("g")
     page.keyboard.press("c")
     expect(page).to_have_url(re.compile(r"/w/acme/content/$"))
 
+    page.wait_for_load_state("domcontentloaded")
     page.keyboard.press("g")
     page.keyboard.press(",")
     expect(page).to_have_url(re.compile(r"/w/acme/settings/$"))
