@@ -968,3 +968,58 @@ def _event_rows(
             sent_at,
             received_at,
         )
+
+
+# The two examples of the product brief, and a value-tier style rule, as saved segments.
+DEMO_SEGMENTS = [
+    (
+        "Logged in every day since signup, 10 days straight",
+        "The brief's streak example: a logged_in event on each of the first 10 local days after signup.",
+        {"type": "streak", "event": "logged_in", "days": 10, "since_signup": True},
+    ),
+    (
+        "Bought again within a week of the first purchase",
+        "The brief's sequence example: a second order_completed within 7 days after the first one.",
+        {
+            "type": "sequence",
+            "first": {"event": "order_completed"},
+            "then": {"event": "order_completed"},
+            "within_hours": 168,
+            "anchor": "first",
+        },
+    ),
+    (
+        "Pro plan, no order in the last 30 days",
+        "Paying customers drifting away: plan is pro and their last order is 30+ days old.",
+        {
+            "type": "and",
+            "rules": [
+                {"type": "attribute", "trait": "plan", "op": "eq", "value": "pro"},
+                {
+                    "type": "recency",
+                    "event": "order_completed",
+                    "which": "last",
+                    "op": "not_within_last_days",
+                    "value": 30,
+                },
+            ],
+        },
+    ),
+]
+
+
+def demo_segments_create(*, workspace: Workspace) -> int:
+    """Create (or reset) the demo segments and compute their members."""
+    from segments.membership import segment_membership_refresh
+    from segments.models import Segment
+    from segments.rules import parse_definition
+
+    for name, description, definition in DEMO_SEGMENTS:
+        parse_definition(definition)  # a broken example fails the demo load loudly
+        segment, _ = Segment.objects.update_or_create(
+            workspace=workspace,
+            name=name,
+            defaults={"description": description, "definition": definition},
+        )
+        segment_membership_refresh(segment=segment)
+    return len(DEMO_SEGMENTS)

@@ -20,6 +20,8 @@ from segments.models import (
     Profile,
     ProfileMerge,
     RejectedEvent,
+    Segment,
+    SegmentMembership,
     TraitChange,
 )
 
@@ -253,4 +255,26 @@ def rejected_event_codes(*, workspace: Workspace) -> list[str]:
         .order_by("code")
         .values_list("code", flat=True)
         .distinct()
+    )
+
+
+def workspace_segments(*, workspace: Workspace) -> QuerySet[Segment]:
+    return Segment.objects.filter(workspace=workspace).order_by("name")
+
+
+def segment_get(*, workspace: Workspace, segment_id: int) -> Segment:
+    segment = Segment.objects.filter(workspace=workspace, pk=segment_id).first()
+    if segment is None:
+        raise Http404("No such segment")
+    return segment
+
+
+def segment_members(*, workspace: Workspace, segment: Segment) -> QuerySet[SegmentMembership]:
+    """Current members, most recent entries first."""
+    return (
+        SegmentMembership.objects.filter(
+            workspace=workspace, segment=segment, exited_at__isnull=True
+        )
+        .select_related("profile")
+        .order_by("-entered_at", "-id")
     )
