@@ -24,17 +24,9 @@ from segments.models import (
     TraitChange,
 )
 from segments.tasks import INGEST_QUEUE, ingested_batch_process
+from tests.segments.stored import STORED_MODELS, stored
 
 RECEIVED = datetime(2026, 11, 20, 12, 0, 10, tzinfo=UTC)
-STORED_MODELS = (
-    Event,
-    EventMessageId,
-    Identity,
-    Profile,
-    ProfileMerge,
-    RejectedEvent,
-    TraitChange,
-)
 
 
 def ingest(workspace, messages, **options) -> IngestResult:
@@ -43,10 +35,6 @@ def ingest(workspace, messages, **options) -> IngestResult:
     options.setdefault("integrations", None)
     options.setdefault("source", SOURCE_TRACKING_API)
     return ingest_batch(workspace=workspace, messages=messages, **options)
-
-
-def stored() -> dict[str, int]:
-    return {model.__name__: model.objects.count() for model in STORED_MODELS}
 
 
 def event(message_id: str) -> Event:

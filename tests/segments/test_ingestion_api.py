@@ -17,35 +17,18 @@ from engagement_site.workspaces.services import api_key_create, api_key_revoke
 from segments.models import (
     Event,
     EventMessageId,
-    Identity,
     IngestionSettings,
-    Profile,
-    ProfileMerge,
     RejectedEvent,
-    TraitChange,
 )
 from tests.conftest import SETUP
+from tests.segments.stored import NOTHING, stored
 
-STORED_MODELS = (
-    Event,
-    EventMessageId,
-    Identity,
-    Profile,
-    ProfileMerge,
-    RejectedEvent,
-    TraitChange,
-)
-NOTHING = {model.__name__: 0 for model in STORED_MODELS}
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
     "Access-Control-Max-Age": "86400",
 }
-
-
-def stored() -> dict[str, int]:
-    return {model.__name__: model.objects.count() for model in STORED_MODELS}
 
 
 @pytest.fixture
