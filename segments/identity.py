@@ -272,14 +272,7 @@ class IdentityGraph:
         """Lock and load everything the given ids resolve to: 1 statement when every id
         is known, 2 more when some are new, and 1 per round that finds a profile merged
         away concurrently."""
-        keys = set(keys)
-        found, healed = _identities_find(workspace_id, keys)
-        unknown = keys - found.keys()
-        if unknown:
-            _identities_lock(workspace_id, unknown)
-            more, more_healed = _identities_find(workspace_id, unknown)
-            found.update(more)
-            healed |= more_healed
+        found, healed = _identities_find_or_lock(workspace_id, set(keys))
         rows: dict[int, tuple] = {}
         for _ in range(10):
             wanted = set(found.values()) - rows.keys()
@@ -292,14 +285,7 @@ class IdentityGraph:
             stale = {key for key, profile_id in found.items() if profile_id in vanished}
             for key in stale:
                 del found[key]
-            more, more_healed = _identities_find(workspace_id, stale)
-            missing = stale - more.keys()
-            if missing:
-                # Lock, then look again: another batch may have created them meanwhile.
-                _identities_lock(workspace_id, missing)
-                again, again_healed = _identities_find(workspace_id, missing)
-                more.update(again)
-                more_healed |= again_healed
+            more, more_healed = _identities_find_or_lock(workspace_id, stale)
             found.update(more)
             healed |= more_healed
         else:  # pragma: no cover - ten merges of the same people racing this batch
@@ -534,6 +520,21 @@ def _json(value: Any) -> str:
 
 def _keys_json(keys: Iterable[IdentityKey]) -> str:
     return _json([{"kind": kind, "value": value} for kind, value in sorted(keys)])
+
+
+def _identities_find_or_lock(
+    workspace_id: int, keys: set[IdentityKey]
+) -> tuple[dict[IdentityKey, int], set[IdentityKey]]:
+    """Find the ids; lock the ones not found (so no other batch creates them meanwhile),
+    then look those up again: another batch may have created them before the lock."""
+    found, healed = _identities_find(workspace_id, keys)
+    unknown = keys - found.keys()
+    if unknown:
+        _identities_lock(workspace_id, unknown)
+        more, more_healed = _identities_find(workspace_id, unknown)
+        found.update(more)
+        healed |= more_healed
+    return found, healed
 
 
 def _identities_find(
