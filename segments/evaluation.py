@@ -385,3 +385,52 @@ def segment_evaluate_for_profiles(
         now=now,
         profile_ids=list(profile_ids),
     )
+
+
+class PreviewTimeout(Exception):
+    """The rule took longer than the preview's time limit to evaluate."""
+
+
+def segment_preview(
+    *,
+    segment_or_definition: Segment | dict | Rule,
+    workspace: Workspace,
+    sample_size: int = 10,
+    now: datetime | None = None,
+    timeout_ms: int = 5000,
+) -> tuple[int, list[int]]:
+    """How many of the workspace's profiles match a (possibly unsaved) rule, and the
+    ids of up to `sample_size` of them (most recently seen first): the builder's live
+    estimate and the API's preview. One statement, bounded by `timeout_ms` (raises
+    PreviewTimeout). Raises RuleError for an invalid definition."""
+    from django.db import OperationalError, transaction
+    from psycopg import errors
+
+    condition = segment_condition(
+        segment_or_definition=segment_or_definition,
+        workspace=workspace,
+        now=now or timezone.now(),
+    )
+    query = sql(
+        "SELECT p.id, p.last_seen FROM segments_profile p WHERE p.workspace_id = %s AND (%s)",
+        workspace.pk,
+        condition,
+    )
+    query = sql(
+        "WITH matching AS MATERIALIZED (%s) SELECT (SELECT count(*) FROM matching), "
+        "ARRAY(SELECT id FROM matching ORDER BY last_seen DESC, id DESC LIMIT %s)",
+        query,
+        sample_size,
+    )
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout_ms)])
+            cursor.execute(query.sql, query.params)
+            count, sample = cursor.fetchone()
+    except OperationalError as error:
+        if isinstance(error.__cause__, errors.QueryCanceled):
+            raise PreviewTimeout(
+                f"The rule took longer than {timeout_ms / 1000:g} s to evaluate."
+            ) from None
+        raise
+    return count, list(sample)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 
@@ -104,8 +104,11 @@ def segment_membership_refresh(
         update_fields = ["member_count"]
         if ids is None:
             segment.last_computed_at = now
-            update_fields.append("last_computed_at")
+            segment.last_error = ""
+            update_fields += ["last_computed_at", "last_error"]
         segment.save(update_fields=update_fields)
+        if entered or exited or ids is None:
+            segment_size_record(segment=segment, at=now, entered=len(entered), exited=len(exited))
         if entered or exited:
             transaction.on_commit(
                 lambda: segment_membership_changed(
@@ -113,6 +116,35 @@ def segment_membership_refresh(
                 )
             )
     return entered, exited
+
+
+def segment_size_record(*, segment: Segment, at: datetime, entered: int, exited: int) -> None:
+    """Upsert the segment's SegmentSize row for the hour of `at`: the current member
+    count, plus this refresh's entries and exits."""
+    hour = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO segments_segmentsize (segment_id, hour, member_count, entered, exited)
+            VALUES (%s, %s, %s, %s, %s)
+            ON CONFLICT (segment_id, hour) DO UPDATE SET
+                member_count = EXCLUDED.member_count,
+                entered = segments_segmentsize.entered + EXCLUDED.entered,
+                exited = segments_segmentsize.exited + EXCLUDED.exited
+            """,
+            [segment.pk, hour, segment.member_count, entered, exited],
+        )
+
+
+def segment_record_error(
+    *, segment: Segment, error: Exception, now: datetime | None = None
+) -> None:
+    """A full recompute that could not run (an invalid definition, such as a membership
+    rule naming a deleted segment): keep the reason for the segment page, and count the
+    attempt so that the scheduler waits a full interval before trying again."""
+    Segment.objects.filter(pk=segment.pk).update(
+        last_error=str(error)[:2000], last_computed_at=now or timezone.now()
+    )
 
 
 # Calls that can change traits, profile columns or merge profiles (moving events of any

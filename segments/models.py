@@ -379,7 +379,16 @@ class Segment(models.Model):
     definition = models.JSONField(default=dict, blank=True, help_text="The rule tree")
     recompute_interval_seconds = models.PositiveIntegerField(default=300)
     last_computed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(
+        blank=True, help_text="Why the last evaluation failed (empty when it succeeded)"
+    )
     member_count = models.PositiveIntegerField(default=0)
+    source = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text='Where a static segment\'s members came from ("CSV upload: vip.csv", '
+        '"Snapshot of Buyers")',
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -425,3 +434,24 @@ class SegmentMembership(models.Model):
     def __str__(self) -> str:
         state = "open" if self.exited_at is None else f"exited {self.exited_at:%Y-%m-%d %H:%M}"
         return f"profile {self.profile_id} in segment {self.segment_id} ({state})"
+
+
+class SegmentSize(models.Model):
+    """The size of a segment over time: one row per segment per hour, holding the
+    member count at the hour's last refresh and the entries / exits during the hour.
+    Written by every refresh that changed something and by every full recompute."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="sizes")
+    hour = models.DateTimeField(help_text="The start of the hour (UTC)")
+    member_count = models.PositiveIntegerField()
+    entered = models.PositiveIntegerField(default=0)
+    exited = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "hour"], name="segmentsize_one_per_hour")
+        ]
+        ordering = ["segment", "hour"]
+
+    def __str__(self) -> str:
+        return f"segment {self.segment_id} at {self.hour:%Y-%m-%d %H:00}: {self.member_count}"

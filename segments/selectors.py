@@ -22,6 +22,7 @@ from segments.models import (
     RejectedEvent,
     Segment,
     SegmentMembership,
+    SegmentSize,
     TraitChange,
 )
 
@@ -277,4 +278,72 @@ def segment_members(*, workspace: Workspace, segment: Segment) -> QuerySet[Segme
         )
         .select_related("profile")
         .order_by("-entered_at", "-id")
+    )
+
+
+def segment_usages(*, workspace: Workspace, segment: Segment) -> list[Segment]:
+    """Where a segment is used: the dynamic segments whose rule names it. (Journeys
+    add their triggers and conditions here once they exist.)"""
+    from segments.rules import Membership, RuleError, iter_leaves, parse_definition
+
+    users = []
+    for other in Segment.objects.filter(workspace=workspace, kind=Segment.Kind.DYNAMIC).exclude(
+        pk=segment.pk
+    ):
+        try:
+            leaves = iter_leaves(parse_definition(other.definition))
+        except RuleError:
+            continue
+        if any(isinstance(leaf, Membership) and leaf.segment_id == segment.pk for leaf in leaves):
+            users.append(other)
+    return users
+
+
+def segment_sizes(*, workspace: Workspace, segment: Segment, since) -> QuerySet[SegmentSize]:
+    """The segment's hourly size rows since `since`, oldest first."""
+    return SegmentSize.objects.filter(
+        segment__workspace=workspace, segment=segment, hour__gte=since
+    ).order_by("hour")
+
+
+def segment_size_series(
+    *, workspace: Workspace, segment_ids: list[int], since
+) -> dict[int, list[int]]:
+    """Member counts over time for several segments (one value per stored hour, oldest
+    first): the list page's sparklines, in one query."""
+    series: dict[int, list[int]] = {pk: [] for pk in segment_ids}
+    rows = (
+        SegmentSize.objects.filter(
+            segment__workspace=workspace, segment_id__in=segment_ids, hour__gte=since
+        )
+        .order_by("segment_id", "hour")
+        .values_list("segment_id", "member_count")
+    )
+    for segment_id, count in rows:
+        series[segment_id].append(count)
+    return series
+
+
+def profiles_by_ids(*, workspace: Workspace, profile_ids: list[int]) -> list[Profile]:
+    """Profiles in the order of the given ids (ids of other workspaces are dropped)."""
+    found = Profile.objects.filter(workspace=workspace, pk__in=profile_ids).in_bulk()
+    return [found[pk] for pk in profile_ids if pk in found]
+
+
+def segment_members_for_export(*, workspace: Workspace, segment: Segment):
+    """Current members with the columns of a CSV export, streamed in id order."""
+    return (
+        SegmentMembership.objects.filter(
+            workspace=workspace, segment=segment, exited_at__isnull=True
+        )
+        .order_by("profile_id")
+        .values_list(
+            "profile_id",
+            "profile__user_id",
+            "profile__email",
+            "profile__phone",
+            "profile__time_zone",
+            "entered_at",
+        )
+        .iterator(chunk_size=5000)
     )

@@ -64,9 +64,15 @@ def import_job_process(import_job_id: int) -> None:
 
 def segment_recompute(segment_id: int) -> None:
     """Full re-evaluation of one dynamic segment (queued by the scheduler when due)."""
-    from segments.membership import segment_membership_refresh
+    from segments.membership import segment_membership_refresh, segment_record_error
     from segments.models import Segment
+    from segments.rules import RuleError
 
     segment = Segment.objects.filter(pk=segment_id, kind=Segment.Kind.DYNAMIC).first()
-    if segment is not None:  # deleted or made static since it was queued
+    if segment is None:  # deleted or made static since it was queued
+        return
+    try:
         segment_membership_refresh(segment=segment)
+    except RuleError as error:
+        logger.warning("segment %s cannot be evaluated: %s", segment_id, error)
+        segment_record_error(segment=segment, error=error)
