@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -347,3 +348,96 @@ def segment_members_for_export(*, workspace: Workspace, segment: Segment):
         )
         .iterator(chunk_size=5000)
     )
+
+
+AUTOCOMPLETE_CACHE_SECONDS = 60
+
+
+def workspace_event_names(*, workspace: Workspace, limit: int = 500) -> list[str]:
+    """The distinct event names the workspace has received (a skip scan of the
+    (workspace, name, timestamp) index, so it costs one index probe per name)."""
+    from django.core.cache import cache
+    from django.db import connection
+
+    key = f"segments:event-names:{workspace.pk}"
+    names = cache.get(key)
+    if names is None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                WITH RECURSIVE names(name) AS (
+                    (SELECT name FROM segments_event WHERE workspace_id = %s AND name > ''
+                     ORDER BY name LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT e.name FROM segments_event e
+                            WHERE e.workspace_id = %s AND e.name > names.name
+                            ORDER BY e.name LIMIT 1)
+                    FROM names WHERE names.name IS NOT NULL
+                )
+                SELECT name FROM names WHERE name IS NOT NULL LIMIT %s
+                """,
+                [workspace.pk, workspace.pk, limit],
+            )
+            names = [row[0] for row in cursor.fetchall()]
+        cache.set(key, names, AUTOCOMPLETE_CACHE_SECONDS)
+    return names
+
+
+def workspace_trait_keys(*, workspace: Workspace, sample: int = 2000) -> list[str]:
+    """Top-level trait names of the most recently seen profiles."""
+    from django.core.cache import cache
+    from django.db import connection
+
+    key = f"segments:trait-keys:{workspace.pk}"
+    keys = cache.get(key)
+    if keys is None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT DISTINCT k FROM (
+                    SELECT traits FROM segments_profile WHERE workspace_id = %s
+                    ORDER BY last_seen DESC LIMIT %s
+                ) p, jsonb_object_keys(CASE WHEN jsonb_typeof(p.traits) = 'object'
+                                       THEN p.traits ELSE '{}'::jsonb END) k
+                ORDER BY k LIMIT 500
+                """,
+                [workspace.pk, sample],
+            )
+            keys = [row[0] for row in cursor.fetchall()]
+        cache.set(key, keys, AUTOCOMPLETE_CACHE_SECONDS)
+    return keys
+
+
+def workspace_event_properties(
+    *, workspace: Workspace, names: list[str], sample: int = 500
+) -> dict[str, list[str]]:
+    """Property names seen on the latest events of each name."""
+    from django.core.cache import cache
+    from django.db import connection
+
+    names = sorted({name for name in names if name})[:50]
+    if not names:
+        return {}
+    digest = hashlib.sha1("\n".join(names).encode(), usedforsecurity=False).hexdigest()
+    key = f"segments:event-properties:{workspace.pk}:{digest}"
+    found = cache.get(key)
+    if found is None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT n.name, array(
+                    SELECT DISTINCT k FROM (
+                        SELECT properties FROM segments_event
+                        WHERE workspace_id = %s AND name = n.name
+                        ORDER BY timestamp DESC LIMIT %s
+                    ) e, jsonb_object_keys(CASE WHEN jsonb_typeof(e.properties) = 'object'
+                                           THEN e.properties ELSE '{}'::jsonb END) k
+                    ORDER BY k LIMIT 200
+                )
+                FROM unnest(%s::text[]) AS n(name)
+                """,
+                [workspace.pk, sample, names],
+            )
+            found = {name: list(keys) for name, keys in cursor.fetchall()}
+        cache.set(key, found, AUTOCOMPLETE_CACHE_SECONDS)
+    return found
