@@ -480,3 +480,58 @@ SEGMENT_TEMPLATES: dict[str, dict[str, Any]] = {
         },
     },
 }
+
+
+# --------------------------------------------------------------------------- choices
+
+COUNT_OPS = (
+    ("gte", "at least"),
+    ("gt", "more than"),
+    ("eq", "exactly"),
+    ("lte", "at most"),
+    ("lt", "fewer than"),
+)
+FILTER_OPS = (
+    ("eq", "is"),
+    ("ne", "is not"),
+    ("gt", ">"),
+    ("gte", "≥"),
+    ("lt", "<"),
+    ("lte", "≤"),
+    ("contains", "contains"),
+    ("in", "is one of"),
+    ("exists", "is set"),
+    ("not_exists", "is not set"),
+    ("before", "is before"),
+    ("after", "is after"),
+    ("within_last_days", "is within the last"),
+)
+TIME_OPS = (
+    ("within_last_days", "within the last"),
+    ("before", "before"),
+    ("after", "after"),
+    ("exists", "is set"),
+    ("not_exists", "is not set"),
+)
+RECENCY_OPS = (
+    ("within_last_days", "in the last"),
+    ("not_within_last_days", "more than"),
+    ("before", "before"),
+    ("after", "after"),
+)
+ATTRIBUTE_TARGETS = (
+    ("trait", "trait"),
+    ("email", "email"),
+    ("phone", "phone"),
+    ("time_zone", "time zone"),
+    ("locale", "locale"),
+    ("first_seen", "first seen"),
+    ("last_seen", "last seen"),
+)
+CHOICES = {
+    "count_ops": COUNT_OPS,
+    "filter_ops": FILTER_OPS,
+    "time_ops": TIME_OPS,
+    "recency_ops": RECENCY_OPS,
+    "attribute_targets": ATTRIBUTE_TARGETS,
+}

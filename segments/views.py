@@ -21,29 +21,6 @@ SUMMARY_LENGTH = 140
 
 
 @workspace_view("segments.view")
-def segment_list(request: HttpRequest) -> HttpResponse:
-    segments = selectors.workspace_segments(workspace=request.workspace)
-    return render(request, "segments/segment_list.html", {"area": "segments", "segments": segments})
-
-
-@workspace_view("segments.view")
-def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
-    segment = selectors.segment_get(workspace=request.workspace, segment_id=segment_id)
-    members = selectors.segment_members(workspace=request.workspace, segment=segment)
-    page = Paginator(members, PROFILES_PER_PAGE).get_page(request.GET.get("page"))
-    return render(
-        request,
-        "segments/segment_detail.html",
-        {
-            "area": "segments",
-            "segment": segment,
-            "page": page,
-            "definition": orjson.dumps(segment.definition, option=orjson.OPT_INDENT_2).decode(),
-        },
-    )
-
-
-@workspace_view("segments.view")
 def profile_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     profiles = selectors.profile_search(workspace=request.workspace, query=query)
