@@ -1,8 +1,9 @@
-"""REST API routes of the segments app (profiles, events, rejected events, schemas)."""
+"""REST API routes of the segments app (profiles, events, rejected events, schemas,
+segments)."""
 
 from django.urls import path
 
-from segments import api
+from segments import api, segment_api
 
 urlpatterns = [
     path("profiles/", api.ProfileListApi.as_view(), name="api_profiles"),
@@ -27,5 +28,26 @@ urlpatterns = [
         "event-schemas/<int:event_schema_id>/",
         api.EventSchemaApi.as_view(),
         name="api_event_schema",
+    ),
+    path("segments/", segment_api.SegmentListApi.as_view(), name="api_segments"),
+    path("segments/preview", segment_api.SegmentPreviewApi.as_view(), name="api_segment_preview"),
+    path(
+        "segments/static", segment_api.StaticSegmentCreateApi.as_view(), name="api_segment_static"
+    ),
+    path("segments/<int:segment_id>/", segment_api.SegmentApi.as_view(), name="api_segment"),
+    path(
+        "segments/<int:segment_id>/members/",
+        segment_api.SegmentMembersApi.as_view(),
+        name="api_segment_members",
+    ),
+    path(
+        "segments/<int:segment_id>/export",
+        segment_api.SegmentExportApi.as_view(),
+        name="api_segment_export",
+    ),
+    path(
+        "segments/<int:segment_id>/snapshot",
+        segment_api.SegmentSnapshotApi.as_view(),
+        name="api_segment_snapshot",
     ),
 ]

@@ -517,7 +517,8 @@ def static_segment_members_change(
             if context is not None:
                 audit_record(
                     context=context,
-                    action="segment.members_change",
+                    # AuditLog.action holds at most 20 characters.
+                    action="segment.members",
                     workspace=segment.workspace,
                     target=segment,
                     changes={"added": len(entered), "removed": len(exited)},
