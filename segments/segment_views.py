@@ -202,8 +202,8 @@ def segment_export(request: HttpRequest, segment_id: int) -> StreamingHttpRespon
     return response
 
 
-@require_POST
 @workspace_view("segments.edit")
+@require_POST
 def segment_delete(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = selectors.segment_get(workspace=request.workspace, segment_id=segment_id)
     try:
@@ -217,8 +217,8 @@ def segment_delete(request: HttpRequest, segment_id: int) -> HttpResponse:
     return redirect("segment_list", workspace_slug=request.workspace.slug)
 
 
-@require_POST
 @workspace_view("segments.edit")
+@require_POST
 def segment_snapshot(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = selectors.segment_get(workspace=request.workspace, segment_id=segment_id)
     name = request.POST.get("name") or f"{segment.name} ({timezone.now():%Y-%m-%d %H:%M})"
@@ -237,8 +237,8 @@ def segment_snapshot(request: HttpRequest, segment_id: int) -> HttpResponse:
     return redirect("segment_detail", workspace_slug=request.workspace.slug, segment_id=snapshot.pk)
 
 
-@require_http_methods(["GET", "POST"])
 @workspace_view("segments.edit")
+@require_http_methods(["GET", "POST"])
 def segment_static_new(request: HttpRequest) -> HttpResponse:
     """A static segment from a CSV of user ids, emails, anonymous ids or profile ids."""
     errors: dict[str, list[str]] = {}
@@ -544,8 +544,8 @@ def _save(
     return (None if errors else segment), draft, values, errors
 
 
-@require_http_methods(["GET", "POST"])
 @workspace_view("segments.edit")
+@require_http_methods(["GET", "POST"])
 def segment_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         saved, draft, values, errors = _save(request, segment=None)
@@ -569,8 +569,8 @@ def segment_new(request: HttpRequest) -> HttpResponse:
     return _builder_page(request, segment=None, draft=draft, values=values, errors={})
 
 
-@require_http_methods(["GET", "POST"])
 @workspace_view("segments.edit")
+@require_http_methods(["GET", "POST"])
 def segment_edit(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = selectors.segment_get(workspace=request.workspace, segment_id=segment_id)
     if segment.kind != Segment.Kind.DYNAMIC:
@@ -595,8 +595,8 @@ def segment_edit(request: HttpRequest, segment_id: int) -> HttpResponse:
     return _builder_page(request, segment=segment, draft=draft, values=values, errors={})
 
 
-@require_POST
 @workspace_view("segments.edit")
+@require_POST
 def segment_builder(request: HttpRequest) -> HttpResponse:
     """htmx: with an action, the re-rendered rule tree (and the preview, out of band);
     without, the preview only (size, sample, summary, errors)."""

@@ -397,6 +397,24 @@ def _static_finish(*, segment: Segment, entered: set[int], exited: set[int], at)
         )
 
 
+def _static_create(
+    *, workspace: Workspace, name: str, description: str, source: str, context: AuditContext
+) -> Segment:
+    try:
+        with transaction.atomic():
+            return Segment.objects.create(
+                workspace=workspace,
+                name=name,
+                description=description,
+                kind=Segment.Kind.STATIC,
+                definition={},
+                source=source,
+                created_by=context.actor,
+            )
+    except IntegrityError:  # a concurrent create took the name
+        raise ValidationError({"name": f"A segment named {name!r} already exists."}) from None
+
+
 def static_segment_create_from_csv(
     *,
     workspace: Workspace,
@@ -418,14 +436,12 @@ def static_segment_create_from_csv(
         )
     now = timezone.now()
     with transaction.atomic():
-        segment = Segment.objects.create(
+        segment = _static_create(
             workspace=workspace,
             name=name,
             description=description or "",
-            kind=Segment.Kind.STATIC,
-            definition={},
             source=f"CSV upload: {filename}"[:200],
-            created_by=context.actor,
+            context=context,
         )
         _static_members_add(segment=segment, profile_ids=report.profile_ids, at=now)
         _static_finish(segment=segment, entered=report.profile_ids, exited=set(), at=now)
@@ -459,14 +475,12 @@ def static_segment_snapshot(
                 "profile_id", flat=True
             )
         )
-        snapshot = Segment.objects.create(
+        snapshot = _static_create(
             workspace=workspace,
             name=name,
             description=description or f"Members of {segment.name} on {now:%Y-%m-%d %H:%M} UTC",
-            kind=Segment.Kind.STATIC,
-            definition={},
             source=f"Snapshot of {segment.name}"[:200],
-            created_by=context.actor,
+            context=context,
         )
         _static_members_add(segment=snapshot, profile_ids=members, at=now)
         _static_finish(segment=snapshot, entered=members, exited=set(), at=now)

@@ -958,8 +958,9 @@ def test_the_real_time_refresh_costs_a_fixed_few_statements(workspace, django_as
         track(profile, "order_completed", NOW - DAY)
     SegmentMembership.objects.create(workspace=workspace, segment=segment, profile=profiles[4])
 
-    # savepoint, segment lock, evaluation, open rows, close, open, count, save, release.
-    with django_assert_num_queries(9):
+    # savepoint, segment lock, evaluation, open rows, close, open, count, save, size
+    # history, release.
+    with django_assert_num_queries(10):
         entered, exited = segment_membership_refresh(
             segment=segment, profile_ids=[profile.pk for profile in profiles], now=NOW
         )
