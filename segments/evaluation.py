@@ -280,7 +280,14 @@ class _Compiler:
         # Gaps and islands: consecutive days share day - row_number().
         having = [sql("count(*) >= %s", rule.days)]
         if rule.since_signup:
-            having.append(sql("min(s.day) = (p.first_seen AT TIME ZONE %s)::date", zone))
+            # The run holds the signup day and the days - 1 after it; days before
+            # signup (events older than first_seen) neither count nor spoil it.
+            signup = sql("(p.first_seen AT TIME ZONE %s)::date", zone)
+            having.append(
+                sql(
+                    "min(s.day) <= %s AND max(s.day) >= %s + %s::int", signup, signup, rule.days - 1
+                )
+            )
         if rule.ongoing:
             having.append(
                 sql("max(s.day) >= (%s::timestamptz AT TIME ZONE %s)::date - 1", self.now, zone)

@@ -133,13 +133,20 @@ class LastDays(_Model):
 
 
 def _when(value: Any) -> Any:
-    """ "2026-11-20" is a date (a whole day), anything longer a datetime."""
-    if isinstance(value, str) and len(value) == 10:
+    """ "2026-11-20" is a date (a whole day), anything longer a datetime. Parsed here:
+    left to the union, pydantic reads a datetime at midnight ("2026-11-20T00:00:00+05:30")
+    as the date, dropping its offset and widening a window's end to the whole day."""
+    if isinstance(value, str):
         try:
-            return date.fromisoformat(value)
-        except ValueError:
+            if len(value) == 10:
+                return date.fromisoformat(value)
+            return _datetime_adapter.validate_python(value)
+        except (ValueError, ValidationError):
             raise ValueError("needs an ISO 8601 date or datetime") from None
     return value
+
+
+_datetime_adapter: TypeAdapter = TypeAdapter(datetime)
 
 
 When = Annotated[date | datetime, BeforeValidator(_when)]
