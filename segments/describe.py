@@ -4,7 +4,7 @@ returned by the API. `rule_summary` accepts a parsed Rule or a definition (dict)
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from segments.rules import (
@@ -71,6 +71,8 @@ def _when(value: Any) -> str:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
         if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0):
             return value.date().isoformat()
         return value.strftime("%Y-%m-%d %H:%M UTC")

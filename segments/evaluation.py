@@ -77,6 +77,20 @@ def _join(separator: str, fragments: Iterable[Fragment]) -> Fragment:
 
 TRUE = Fragment("TRUE")
 
+_time_zones: list[str] | None = None
+
+
+def postgres_time_zones() -> list[str]:
+    """The time zone names PostgreSQL knows, read once per process: reading the
+    pg_timezone_names view costs tens of milliseconds (it walks the zone files), too
+    much for every real-time evaluation of a streak rule."""
+    global _time_zones
+    if _time_zones is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT array_agg(name ORDER BY name) FROM pg_timezone_names")
+            _time_zones = list(cursor.fetchone()[0])
+    return _time_zones
+
 
 def _jsonb(value: Any) -> Fragment:
     return sql("%s::jsonb", json.dumps(value))
@@ -270,8 +284,8 @@ class _Compiler:
     def _local_time_zone(self) -> Fragment:
         """The profile's time zone when PostgreSQL knows it, else the workspace's."""
         return sql(
-            "(CASE WHEN p.time_zone IN (SELECT name FROM pg_timezone_names) THEN p.time_zone"
-            " ELSE %s END)",
+            "(CASE WHEN p.time_zone = ANY(%s::text[]) THEN p.time_zone ELSE %s END)",
+            postgres_time_zones(),
             self.workspace.time_zone or "UTC",
         )
 
