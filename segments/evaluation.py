@@ -316,15 +316,48 @@ class _Compiler:
         )
 
     def _recency(self, rule: Recency) -> Fragment:
-        aggregate = "min" if rule.which == "first" else "max"
-        moment = sql(f"(SELECT {aggregate}(e.timestamp) FROM %s)", _events("e", rule, now=self.now))
-        if rule.op == "not_within_last_days":
+        """The first / last time compared to a bound, written as EXISTS / NOT EXISTS on
+        time ranges instead of comparing min() / max(): each probe is one index range
+        scan limited to the partitions of its range, where the aggregate read every
+        partition (twice for within_last_days). E.g. "last time within the last N days"
+        = an event in (now - N days, now] and none after now."""
+        events = _events("e", rule, now=self.now)
+
+        def some(condition: str, bound: Any) -> Fragment:
             return sql(
-                "COALESCE(%s <= %s::timestamptz, FALSE)",
-                moment,
-                self.now - timedelta(days=rule.value),
+                f"EXISTS (SELECT 1 FROM %s AND e.timestamp {condition} %s::timestamptz)",
+                events,
+                bound,
             )
-        return _compare_time(moment, rule.op, rule.value, now=self.now)
+
+        def none(condition: str, bound: Any) -> Fragment:
+            return sql("NOT %s", some(condition, bound))
+
+        first = rule.which == "first"
+        if rule.op == "within_last_days":
+            start = self.now - timedelta(days=rule.value)
+            inside = sql(
+                "EXISTS (SELECT 1 FROM %s AND e.timestamp > %s::timestamptz"
+                " AND e.timestamp <= %s::timestamptz)",
+                events,
+                start,
+                self.now,
+            )
+            return sql("(%s AND %s)", inside, none("<=", start) if first else none(">", self.now))
+        if rule.op == "not_within_last_days":
+            cutoff = self.now - timedelta(days=rule.value)
+            if first:
+                return some("<=", cutoff)
+            return sql("(%s AND %s)", some("<=", cutoff), none(">", cutoff))
+        if rule.op == "before":
+            if first:
+                return some("<", rule.value)
+            return sql("(%s AND %s)", some("<", rule.value), none(">=", rule.value))
+        if rule.op == "after":
+            if first:
+                return sql("(%s AND %s)", some(">", rule.value), none("<=", rule.value))
+            return some(">", rule.value)
+        raise RuleError(f"unknown operator {rule.op}")  # pragma: no cover: the schema forbids it
 
     def _membership(self, rule: Membership) -> Fragment:
         if rule.segment_id == self.segment_id:
