@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+from segments.models import Segment
 from segments.rules import (
     And,
     Attribute,
@@ -19,6 +20,7 @@ from segments.rules import (
     PropertyFilter,
     Recency,
     Rule,
+    RuleError,
     Sequence,
     Streak,
     Window,
@@ -222,3 +224,15 @@ def rule_summary(rule: Rule | dict, *, segment_names: dict[int, str] | None = No
     if isinstance(rule, Not):
         return "Everyone except people " + _describe(rule.rule, segment_names or {}, False)
     return "People " + _describe(rule, segment_names or {}, False)
+
+
+def segment_summary(segment: Segment, segment_names: dict[int, str]) -> str:
+    """A segment in a sentence: its rule in English, or where a static list came from.
+    Empty for a definition the rule language no longer accepts (see last_error)."""
+    if segment.kind == Segment.Kind.STATIC:
+        source = f" ({segment.source})" if segment.source else ""
+        return f"A fixed list of people{source}"
+    try:
+        return rule_summary(segment.definition, segment_names=segment_names)
+    except RuleError:
+        return ""

@@ -7,15 +7,10 @@ row; this module turns their errors into 4xx answers that name the problem."""
 
 from __future__ import annotations
 
-import csv
-from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.handlers.asgi import ASGIRequest
-from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -25,25 +20,23 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.renderers import JSONRenderer
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from engagement_site.workspaces.authentication import HasWorkspacePermission, api_workspace
 from engagement_site.workspaces.models import Workspace
-from engagement_site.workspaces.services import AuditContext, audit_record
+from engagement_site.workspaces.services import AuditContext
 from segments import selectors, services
 from segments.api import MAX_PAGE_SIZE, PAGE_PARAMETERS, NewestFirstPagination, _page, _query
-from segments.describe import rule_summary
+from segments.describe import rule_summary, segment_summary
 from segments.evaluation import PreviewTimeout, segment_preview
+from segments.exports import EXPORT_COLUMNS, segment_members_export
 from segments.models import Segment
 from segments.rules import RuleError
 
 SIZE_HISTORY_DAYS = 30
 PREVIEW_SAMPLE_SIZE = 10
 MAX_MEMBER_CHANGES = 10_000
-EXPORT_COLUMNS = ("profile_id", "user_id", "email", "phone", "time_zone", "entered_at")
-EXPORT_ROWS_PER_CHUNK = 1000
 
 # --------------------------------------------------------------------------- errors
 
@@ -165,7 +158,7 @@ class SegmentOutput(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
     def get_summary(self, segment: Segment) -> str:
-        return _summary(segment, self.context.get("segment_names", {}))
+        return segment_summary(segment, self.context.get("segment_names", {}))
 
 
 class SegmentReferenceOutput(serializers.Serializer):
@@ -329,16 +322,6 @@ class SegmentSnapshotInput(StrictInput):
 def _segment_names(workspace: Workspace) -> dict[int, str]:
     """Names for membership rules in summaries: one query, whatever the page holds."""
     return dict(selectors.workspace_segments(workspace=workspace).values_list("pk", "name"))
-
-
-def _summary(segment: Segment, segment_names: dict[int, str]) -> str:
-    if segment.kind == Segment.Kind.STATIC:
-        source = f" ({segment.source})" if segment.source else ""
-        return f"A fixed list of people{source}"
-    try:
-        return rule_summary(segment.definition, segment_names=segment_names)
-    except RuleError:  # a definition the rule language no longer accepts: see last_error
-        return ""
 
 
 def _segment_detail(workspace: Workspace, segment: Segment) -> dict[str, Any]:
@@ -589,43 +572,6 @@ class CsvDownloadNegotiation(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class _Echo:
-    """A file-like object whose write returns the line: csv.writer formats, we yield."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_chunks(rows: Iterable[tuple]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    lines = [writer.writerow(EXPORT_COLUMNS)]
-    for *values, entered_at in rows:
-        lines.append(writer.writerow([*values, entered_at.isoformat()]))
-        if len(lines) >= EXPORT_ROWS_PER_CHUNK:
-            yield "".join(lines)
-            lines = []
-    if lines:
-        yield "".join(lines)
-
-
-def _streamed(chunks: Iterator[str], request: Request) -> Iterator[str] | AsyncIterator[str]:
-    """Under ASGI (production runs Daphne) Django reads a synchronous iterator whole
-    into memory before sending it; an asynchronous one is sent as it goes. Each chunk
-    is pulled in the request's thread, where the view opened the database cursor."""
-    if not isinstance(request._request, ASGIRequest):
-        return chunks
-    next_chunk = sync_to_async(next, thread_sensitive=True)
-
-    async def pull() -> AsyncIterator[str]:
-        try:
-            while (chunk := await next_chunk(chunks, None)) is not None:
-                yield chunk
-        finally:
-            await sync_to_async(chunks.close, thread_sensitive=True)()
-
-    return pull()
-
-
 class SegmentExportApi(APIView):
     permission_classes = [HasWorkspacePermission]
     required_permissions = {"GET": "segments.export"}
@@ -642,19 +588,12 @@ class SegmentExportApi(APIView):
     def get(self, request, segment_id: int):
         workspace = api_workspace(request).workspace
         segment = selectors.segment_get(workspace=workspace, segment_id=segment_id)
-        audit_record(
-            context=AuditContext.from_request(request),
-            action="segment.export",
+        return segment_members_export(
+            request=request._request,
             workspace=workspace,
-            target=segment,
-            changes={"member_count": segment.member_count},
+            segment=segment,
+            context=AuditContext.from_request(request),
         )
-        rows = selectors.segment_members_for_export(workspace=workspace, segment=segment)
-        response = StreamingHttpResponse(
-            _streamed(_csv_chunks(rows), request), content_type="text/csv; charset=utf-8"
-        )
-        response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}-members.csv"'
-        return response
 
 
 # --------------------------------------------------------------------------- static

@@ -4,7 +4,6 @@ size estimate), static segments from a CSV, snapshots and deletion."""
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,10 +20,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from engagement_site.workspaces.access import workspace_view
-from engagement_site.workspaces.services import AuditContext, audit_record
+from engagement_site.workspaces.services import AuditContext
 from segments import builder, selectors, services
-from segments.describe import rule_summary
+from segments.describe import rule_summary, segment_summary
 from segments.evaluation import PreviewTimeout, segment_preview
+from segments.exports import segment_members_export
 from segments.models import Profile, Segment
 from segments.rules import RuleError
 
@@ -117,7 +117,7 @@ def segment_list(request: HttpRequest) -> HttpResponse:
         rows.append(
             {
                 "segment": segment,
-                "summary": _summary(segment, names),
+                "summary": segment_summary(segment, names),
                 "sparkline": _sparkline(values),
                 "trend": (values[-1] - values[0]) if len(values) > 1 else 0,
             }
@@ -127,15 +127,6 @@ def segment_list(request: HttpRequest) -> HttpResponse:
         "segments/segment_list.html",
         {"area": "segments", "rows": rows, "segments": segments},
     )
-
-
-def _summary(segment: Segment, names: dict[int, str]) -> str:
-    if segment.kind == Segment.Kind.STATIC:
-        return segment.source or "A fixed list of profiles"
-    try:
-        return rule_summary(segment.definition, segment_names=names)
-    except RuleError as error:
-        return f"Invalid rule: {error}"
 
 
 @workspace_view("segments.view")
@@ -159,7 +150,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
             "area": "segments",
             "segment": segment,
             "page": page,
-            "summary": _summary(segment, names),
+            "summary": segment_summary(segment, names),
             "chart": _size_chart(sizes),
             "recent_sizes": list(reversed(sizes[-24:])),
             "used_by": selectors.segment_usages(workspace=workspace, segment=segment),
@@ -169,37 +160,16 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     )
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 @workspace_view("segments.export")
 def segment_export(request: HttpRequest, segment_id: int) -> StreamingHttpResponse:
     """The current members as CSV, streamed; the export is audited."""
-    workspace = request.workspace
-    segment = selectors.segment_get(workspace=workspace, segment_id=segment_id)
-    audit_record(
+    segment = selectors.segment_get(workspace=request.workspace, segment_id=segment_id)
+    return segment_members_export(
+        request=request,
+        workspace=request.workspace,
+        segment=segment,
         context=AuditContext.from_request(request),
-        action="segment.export",
-        workspace=workspace,
-        target=segment,
-        changes={"member_count": segment.member_count},
     )
-    writer = csv.writer(_Echo())
-
-    def rows():
-        yield writer.writerow(
-            ["profile_id", "user_id", "email", "phone", "time_zone", "entered_at"]
-        )
-        for row in selectors.segment_members_for_export(workspace=workspace, segment=segment):
-            *values, entered_at = row
-            yield writer.writerow([*values, entered_at.isoformat()])
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    filename = "".join(ch if ch.isalnum() else "-" for ch in segment.name.lower()).strip("-")
-    response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}-{filename}.csv"'
-    return response
 
 
 @workspace_view("segments.edit")
