@@ -319,11 +319,6 @@ class SegmentSnapshotInput(StrictInput):
 # --------------------------------------------------------------------------- helpers
 
 
-def _segment_names(workspace: Workspace) -> dict[int, str]:
-    """Names for membership rules in summaries: one query, whatever the page holds."""
-    return dict(selectors.workspace_segments(workspace=workspace).values_list("pk", "name"))
-
-
 def _segment_detail(workspace: Workspace, segment: Segment) -> dict[str, Any]:
     sizes = selectors.segment_sizes(
         workspace=workspace,
@@ -332,7 +327,9 @@ def _segment_detail(workspace: Workspace, segment: Segment) -> dict[str, Any]:
     )
     usages = selectors.segment_usages(workspace=workspace, segment=segment)
     return {
-        **SegmentOutput(segment, context={"segment_names": _segment_names(workspace)}).data,
+        **SegmentOutput(
+            segment, context={"segment_names": selectors.segment_names(workspace=workspace)}
+        ).data,
         "definition": segment.definition,
         "used_by": SegmentReferenceOutput(usages, many=True).data,
         "size_history": SegmentSizeOutput(sizes, many=True).data,
@@ -369,7 +366,7 @@ class SegmentListApi(APIView):
             segments = segments.filter(kind=kind)
         paginator = NameCursor()
         page = paginator.paginate_queryset(segments, request, view=self)
-        context = {"segment_names": _segment_names(workspace)}
+        context = {"segment_names": selectors.segment_names(workspace=workspace)}
         return paginator.get_paginated_response(
             SegmentOutput(page, many=True, context=context).data
         )
@@ -481,7 +478,9 @@ class SegmentPreviewApi(APIView):
         except PreviewTimeout as error:
             raise PreviewTimedOut(str(error)) from None
         sample = selectors.profiles_by_ids(workspace=workspace, profile_ids=sample_ids)
-        summary = rule_summary(definition, segment_names=_segment_names(workspace))
+        summary = rule_summary(
+            definition, segment_names=selectors.segment_names(workspace=workspace)
+        )
         return Response(
             SegmentPreviewOutput({"count": count, "sample": sample, "summary": summary}).data
         )

@@ -135,7 +135,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = selectors.segment_get(workspace=workspace, segment_id=segment_id)
     members = selectors.segment_members(workspace=workspace, segment=segment)
     page = Paginator(members, MEMBERS_PER_PAGE).get_page(request.GET.get("page"))
-    names = dict(selectors.workspace_segments(workspace=workspace).values_list("pk", "name"))
+    names = selectors.segment_names(workspace=workspace)
     sizes = list(
         selectors.segment_sizes(
             workspace=workspace,
@@ -277,8 +277,8 @@ class Preview:
 def _preview(request: HttpRequest, draft: dict[str, Any], *, segment: Segment | None) -> Preview:
     workspace = request.workspace
     definition, paths = builder.draft_to_definition(draft)
-    names = dict(selectors.workspace_segments(workspace=workspace).values_list("pk", "name"))
-    preview = Preview(total=Profile.objects.filter(workspace=workspace).count())
+    names = selectors.segment_names(workspace=workspace)
+    preview = Preview(total=selectors.profile_count(workspace=workspace))
     started = time.perf_counter()
     try:
         services.segment_definition_check(
