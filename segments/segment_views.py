@@ -281,12 +281,13 @@ def _preview(request: HttpRequest, draft: dict[str, Any], *, segment: Segment | 
     preview = Preview(total=selectors.profile_count(workspace=workspace))
     started = time.perf_counter()
     try:
-        services.segment_definition_check(
+        # Parsed once; the check also refuses a rule naming the segment being edited.
+        rule = services.segment_definition_check(
             workspace=workspace, definition=definition, segment=segment
         )
-        preview.summary = rule_summary(definition, segment_names=names)
+        preview.summary = rule_summary(rule, segment_names=names)
         count, sample_ids = segment_preview(
-            segment_or_definition=definition if segment is None else _with_pk(segment, definition),
+            segment_or_definition=rule,
             workspace=workspace,
             sample_size=SAMPLE_SIZE,
         )
@@ -300,12 +301,6 @@ def _preview(request: HttpRequest, draft: dict[str, Any], *, segment: Segment | 
         preview.sample = selectors.profiles_by_ids(workspace=workspace, profile_ids=sample_ids)
     preview.elapsed_ms = round((time.perf_counter() - started) * 1000)
     return preview
-
-
-def _with_pk(segment: Segment, definition: dict) -> Segment:
-    """An unsaved copy of the segment with the edited definition (keeps its pk, so a
-    membership rule naming the segment itself is refused)."""
-    return Segment(pk=segment.pk, workspace=segment.workspace, definition=definition)
 
 
 def _node_views(draft: dict[str, Any]) -> dict[str, Any]:
