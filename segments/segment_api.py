@@ -467,9 +467,9 @@ class SegmentPreviewApi(APIView):
         workspace = api_workspace(request).workspace
         definition = payload.validated_data["definition"]
         try:
-            services.segment_definition_check(workspace=workspace, definition=definition)
+            rule = services.segment_definition_check(workspace=workspace, definition=definition)
             count, sample_ids = segment_preview(
-                segment_or_definition=definition,
+                segment_or_definition=rule,
                 workspace=workspace,
                 sample_size=PREVIEW_SAMPLE_SIZE,
             )
@@ -478,9 +478,7 @@ class SegmentPreviewApi(APIView):
         except PreviewTimeout as error:
             raise PreviewTimedOut(str(error)) from None
         sample = selectors.profiles_by_ids(workspace=workspace, profile_ids=sample_ids)
-        summary = rule_summary(
-            definition, segment_names=selectors.segment_names(workspace=workspace)
-        )
+        summary = rule_summary(rule, segment_names=selectors.segment_names(workspace=workspace))
         return Response(
             SegmentPreviewOutput({"count": count, "sample": sample, "summary": summary}).data
         )
