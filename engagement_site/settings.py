@@ -240,7 +240,66 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+# Content library files: originals and thumbnails in a private store (served only to
+# members, through the app), and the copies messages use in a public one. "local" keeps
+# both under MEDIA_ROOT (the app serves the public one at /media/public/); "s3" puts
+# them in two buckets of any S3-compatible store (docs/configuration.md).
+ASSET_STORAGE = env_str("ASSET_STORAGE", "local", choices=("local", "s3"))
+if ASSET_STORAGE == "s3":
+    _s3_common = {
+        "endpoint_url": env_str("S3_ENDPOINT_URL", None),
+        "region_name": env_str("S3_REGION", None),
+        "access_key": env_str("S3_ACCESS_KEY_ID", None),
+        "secret_key": env_str("S3_SECRET_ACCESS_KEY", None),
+        "file_overwrite": False,
+    }
+    _asset_storages = {
+        "assets": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                **_s3_common,
+                "bucket_name": required(
+                    "S3_PRIVATE_BUCKET", env_str("S3_PRIVATE_BUCKET", None), "with ASSET_STORAGE=s3"
+                ),
+                "default_acl": "private",
+                "querystring_auth": True,
+            },
+        },
+        "assets_public": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                **_s3_common,
+                "bucket_name": required(
+                    "S3_PUBLIC_BUCKET", env_str("S3_PUBLIC_BUCKET", None), "with ASSET_STORAGE=s3"
+                ),
+                "default_acl": env_str("S3_PUBLIC_ACL", "public-read") or None,
+                "querystring_auth": False,
+                "custom_domain": env_str("S3_PUBLIC_DOMAIN", None),
+                "url_protocol": "https:",
+            },
+        },
+    }
+else:
+    _asset_storages = {
+        "assets": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": MEDIA_ROOT / "assets", "base_url": None},
+        },
+        "assets_public": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": MEDIA_ROOT / "public", "base_url": "/media/public/"},
+        },
+    }
+# Upload limits (bytes) per kind, the workspace quota over all its assets, and the
+# largest image (in pixels, all frames of an animation together) we agree to decode.
+ASSET_MAX_IMAGE_BYTES = env_int("ASSET_MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
+ASSET_MAX_VIDEO_BYTES = env_int("ASSET_MAX_VIDEO_BYTES", 100 * 1024 * 1024, minimum=1024)
+ASSET_WORKSPACE_QUOTA_BYTES = env_int(
+    "ASSET_WORKSPACE_QUOTA_BYTES", 5 * 1024 * 1024 * 1024, minimum=1024
+)
+ASSET_MAX_PIXELS = env_int("ASSET_MAX_PIXELS", 50_000_000, minimum=10_000)
 STORAGES = {
+    **_asset_storages,
     "default": {
         "BACKEND": env_str("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
     },

@@ -50,9 +50,10 @@ _ALL = {area: set(actions) for area, actions in AREA_ACTIONS.items()}
 _GRANTS: dict[str, dict[str, set[str]]] = {
     Role.OWNER: _ALL,
     Role.ADMIN: _ALL,
+    # Marketers pick assets and templates for their journeys; content editors make them.
     Role.MARKETER: {
         Area.SEGMENTS: {VIEW, EDIT},
-        Area.CONTENT: {VIEW, EDIT},
+        Area.CONTENT: {VIEW},
         Area.JOURNEYS: {VIEW, EDIT, PUBLISH},
         Area.DELIVERY: {VIEW},
         Area.ANALYTICS: {VIEW},
