@@ -206,3 +206,6 @@ class AssetUsage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["asset", "template"], name="asset_usage_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.asset_id} used by template {self.template_id}"
