@@ -10,8 +10,15 @@ flushes the Redis database it uses.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("DJANGO_ENV", "test")
+# Uploaded media of the whole session (in-process tests and the browser tests' Daphne)
+# go to a throw-away directory, never into ./var/media of `make run`.
+_MEDIA_ROOT = None
+if not os.environ.get("MEDIA_ROOT"):
+    _MEDIA_ROOT = os.environ["MEDIA_ROOT"] = tempfile.mkdtemp(prefix="engagement-test-media-")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engagement_site.settings")
 
 from engagement_site import embedded
@@ -25,3 +32,5 @@ if not os.environ.get("REDIS_URL"):
 
 def pytest_unconfigure(config) -> None:
     embedded.stop_started_here()
+    if _MEDIA_ROOT:
+        shutil.rmtree(_MEDIA_ROOT, ignore_errors=True)
