@@ -70,7 +70,15 @@ def template_content_check(
     from content.rendering import check_syntax, undefined_variables
     from content.selectors import known_variables
 
-    cleaned = validate_content(channel, content)
+    try:
+        cleaned = validate_content(channel, content)
+    except ContentError as error:
+        # Report Liquid errors of the other fields in the same answer.
+        errors = dict(error.errors)
+        if isinstance(content, dict) and all(isinstance(v, dict) for v in content.values()):
+            for path, message in check_syntax(channel=channel, content=content).items():
+                errors.setdefault(path, message)
+        raise ContentError(errors) from None
     syntax_errors = check_syntax(channel=channel, content=cleaned)
     if syntax_errors:
         raise ContentError(syntax_errors)

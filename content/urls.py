@@ -1,6 +1,6 @@
 from django.urls import path
 
-from content import views
+from content import media_urls, views
 
 urlpatterns = [
     path("content/", views.content_home, name="content_home"),
@@ -54,4 +54,5 @@ urlpatterns = [
     path("content/media/<int:asset_id>/", views.asset_detail, name="content_asset_detail"),
     path("content/media/<int:asset_id>/card", views.asset_card, name="content_asset_card"),
     path("content/media/<int:asset_id>/delete", views.asset_delete, name="content_asset_delete"),
+    *media_urls.workspace_urlpatterns,
 ]

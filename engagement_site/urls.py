@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from content.media_urls import public_urlpatterns as public_media_patterns
 from engagement_site import health, views
 from engagement_site.workspaces import api as workspaces_api
 
@@ -47,4 +48,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("django-rq/", include("django_rq.urls")),
+    *public_media_patterns,
 ]

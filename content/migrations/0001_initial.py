@@ -11,127 +11,349 @@ import content.models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('workspaces', '0002_audit_log_append_only'),
+        ("workspaces", "0002_audit_log_append_only"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AssetFolder',
+            name="AssetFolder",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='children', to='content.assetfolder')),
-                ('workspace', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='asset_folders', to='workspaces.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="children",
+                        to="content.assetfolder",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="asset_folders",
+                        to="workspaces.workspace",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Asset',
+            name="Asset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text="Shown in the library; the upload's name", max_length=255)),
-                ('kind', models.CharField(choices=[('image', 'Image'), ('video', 'Video')], max_length=10)),
-                ('mime_type', models.CharField(help_text='Sniffed from the bytes', max_length=50)),
-                ('size_bytes', models.BigIntegerField()),
-                ('checksum_sha256', models.CharField(max_length=64)),
-                ('file', models.FileField(max_length=255, storage=content.models._private_storage, upload_to='')),
-                ('thumbnail', models.FileField(blank=True, max_length=255, storage=content.models._private_storage, upload_to='')),
-                ('public_token', models.CharField(default=content.models.new_public_token, max_length=32, unique=True)),
-                ('public_file', models.FileField(blank=True, max_length=255, storage=content.models._public_storage, upload_to='')),
-                ('width', models.PositiveIntegerField(blank=True, null=True)),
-                ('height', models.PositiveIntegerField(blank=True, null=True)),
-                ('duration_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('frame_count', models.PositiveIntegerField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('processing', 'Processing'), ('ready', 'Ready'), ('failed', 'Failed')], default='processing', max_length=12)),
-                ('progress', models.PositiveSmallIntegerField(default=0, help_text='0-100 while processing')),
-                ('error', models.TextField(blank=True)),
-                ('tags', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=50), blank=True, default=list, size=None)),
-                ('alt_text', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('uploaded_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('workspace', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='assets', to='workspaces.workspace')),
-                ('folder', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='assets', to='content.assetfolder')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Shown in the library; the upload's name", max_length=255
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("image", "Image"), ("video", "Video")], max_length=10
+                    ),
+                ),
+                ("mime_type", models.CharField(help_text="Sniffed from the bytes", max_length=50)),
+                ("size_bytes", models.BigIntegerField()),
+                ("checksum_sha256", models.CharField(max_length=64)),
+                (
+                    "file",
+                    models.FileField(
+                        max_length=255, storage=content.models._private_storage, upload_to=""
+                    ),
+                ),
+                (
+                    "thumbnail",
+                    models.FileField(
+                        blank=True,
+                        max_length=255,
+                        storage=content.models._private_storage,
+                        upload_to="",
+                    ),
+                ),
+                (
+                    "public_token",
+                    models.CharField(
+                        default=content.models.new_public_token, max_length=32, unique=True
+                    ),
+                ),
+                (
+                    "public_file",
+                    models.FileField(
+                        blank=True,
+                        max_length=255,
+                        storage=content.models._public_storage,
+                        upload_to="",
+                    ),
+                ),
+                ("width", models.PositiveIntegerField(blank=True, null=True)),
+                ("height", models.PositiveIntegerField(blank=True, null=True)),
+                ("duration_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("frame_count", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("processing", "Processing"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        default="processing",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "progress",
+                    models.PositiveSmallIntegerField(default=0, help_text="0-100 while processing"),
+                ),
+                ("error", models.TextField(blank=True)),
+                (
+                    "tags",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=50),
+                        blank=True,
+                        default=list,
+                        size=None,
+                    ),
+                ),
+                ("alt_text", models.CharField(blank=True, max_length=300)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assets",
+                        to="workspaces.workspace",
+                    ),
+                ),
+                (
+                    "folder",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="assets",
+                        to="content.assetfolder",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Template',
+            name="Template",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('channel', models.CharField(choices=[('email', 'Email'), ('sms', 'SMS'), ('push', 'Mobile push'), ('web_push', 'Web push'), ('whatsapp', 'WhatsApp'), ('in_app', 'In-app card'), ('webhook', 'Webhook')], max_length=12)),
-                ('description', models.CharField(blank=True, max_length=500)),
-                ('tags', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=50), blank=True, default=list, size=None)),
-                ('archived_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('workspace', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='templates', to='workspaces.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[
+                            ("email", "Email"),
+                            ("sms", "SMS"),
+                            ("push", "Mobile push"),
+                            ("web_push", "Web push"),
+                            ("whatsapp", "WhatsApp"),
+                            ("in_app", "In-app card"),
+                            ("webhook", "Webhook"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("description", models.CharField(blank=True, max_length=500)),
+                (
+                    "tags",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=50),
+                        blank=True,
+                        default=list,
+                        size=None,
+                    ),
+                ),
+                ("archived_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="templates",
+                        to="workspaces.workspace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='AssetUsage',
+            name="AssetUsage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('asset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='usages', to='content.asset')),
-                ('template', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='asset_usages', to='content.template')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "asset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="usages",
+                        to="content.asset",
+                    ),
+                ),
+                (
+                    "template",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="asset_usages",
+                        to="content.template",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TemplateVersion',
+            name="TemplateVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('content', models.JSONField()),
-                ('note', models.CharField(blank=True, max_length=200)),
-                ('warnings', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('author', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('template', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='content.template')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("content", models.JSONField()),
+                ("note", models.CharField(blank=True, max_length=200)),
+                ("warnings", models.JSONField(blank=True, default=list)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                (
+                    "author",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "template",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="versions",
+                        to="content.template",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-number'],
+                "ordering": ["-number"],
             },
         ),
         migrations.AddField(
-            model_name='template',
-            name='current_version',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='content.templateversion'),
+            model_name="template",
+            name="current_version",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="content.templateversion",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assetfolder',
-            constraint=models.UniqueConstraint(fields=('workspace', 'parent', 'name'), name='asset_folder_unique_name', nulls_distinct=False),
+            model_name="assetfolder",
+            constraint=models.UniqueConstraint(
+                fields=("workspace", "parent", "name"),
+                name="asset_folder_unique_name",
+                nulls_distinct=False,
+            ),
         ),
         migrations.AddIndex(
-            model_name='asset',
-            index=models.Index(fields=['workspace', '-created_at'], name='asset_ws_created'),
+            model_name="asset",
+            index=models.Index(fields=["workspace", "-created_at"], name="asset_ws_created"),
         ),
         migrations.AddIndex(
-            model_name='asset',
-            index=django.contrib.postgres.indexes.GinIndex(fields=['tags'], name='asset_tags'),
+            model_name="asset",
+            index=django.contrib.postgres.indexes.GinIndex(fields=["tags"], name="asset_tags"),
         ),
         migrations.AddConstraint(
-            model_name='assetusage',
-            constraint=models.UniqueConstraint(fields=('asset', 'template'), name='asset_usage_unique'),
+            model_name="assetusage",
+            constraint=models.UniqueConstraint(
+                fields=("asset", "template"), name="asset_usage_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='templateversion',
-            constraint=models.UniqueConstraint(fields=('template', 'number'), name='template_version_unique'),
+            model_name="templateversion",
+            constraint=models.UniqueConstraint(
+                fields=("template", "number"), name="template_version_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='template',
-            index=models.Index(fields=['workspace', '-updated_at'], name='template_ws_updated'),
+            model_name="template",
+            index=models.Index(fields=["workspace", "-updated_at"], name="template_ws_updated"),
         ),
         migrations.AddConstraint(
-            model_name='template',
-            constraint=models.UniqueConstraint(fields=('workspace', 'name'), name='template_unique_name'),
+            model_name="template",
+            constraint=models.UniqueConstraint(
+                fields=("workspace", "name"), name="template_unique_name"
+            ),
         ),
     ]

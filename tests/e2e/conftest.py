@@ -42,7 +42,12 @@ def app_server(django_db_setup, django_db_blocker) -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    environment = {**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict)}
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url_of(connection.settings_dict),
+        # Links that leave the app (public media addresses) point at this server.
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
     environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / "daphne.log"

@@ -19,10 +19,12 @@ class Command(BaseCommand):
     def handle(self, *args, profiles: int, seed: int, **options):
         started = time.monotonic()
         workspace, password = demo_owner_and_workspace()
+        from content.demo import demo_content_create
         from segments.demo import demo_dataset_load, demo_segments_create
 
         counts = demo_dataset_load(workspace=workspace, profile_count=profiles, seed=seed)
         demo_segments_create(workspace=workspace)
+        demo_content_create(workspace=workspace)
         self.stdout.write(
             f"Demo workspace '{workspace.slug}' ready in {time.monotonic() - started:.0f}s: "
             f"{counts['profiles']} profiles, {counts['events']} events. "
