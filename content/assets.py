@@ -24,6 +24,7 @@ from django.db.models import Sum
 
 from content.media import (
     UploadRejected,
+    human_size,
     image_info,
     public_file_name,
     sniff_upload,
@@ -101,8 +102,8 @@ def asset_upload(
             quota = settings.ASSET_WORKSPACE_QUOTA_BYTES
             if used + size > quota:
                 raise UploadRejected(
-                    f"{name}: the workspace's media would take {_size(used + size)}, over its "
-                    f"quota of {_size(quota)} ({_size(used)} used). Delete unused media first."
+                    f"{name}: the workspace's media would take {human_size(used + size)}, over its "
+                    f"quota of {human_size(quota)} ({human_size(used)} used). Delete unused media first."
                 )
             generated = f"{workspace.pk}/{uuid.uuid4().hex}.{sniffed.extension}"
             stored_name = storage.save(
@@ -136,14 +137,6 @@ def asset_upload(
             storage.delete(stored_name)
         raise
     return asset
-
-
-def _size(size: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 def asset_process_enqueue(*, asset_id: int) -> None:

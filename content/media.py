@@ -67,8 +67,19 @@ VIDEO_BRANDS = {
 }  # fmt: skip
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB".replace(".0 MB", " MB")
+# Major brands of ISO media files that are not videos (audio, HEIF/AVIF images, raw photos).
+NOT_VIDEO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"heic", b"heix", b"mif1", b"msf1", b"avif", b"crx "}
+
+
+def human_size(size: float) -> str:
+    """12.4 MB, 1.5 KB, 300 bytes (powers of 1024)."""
+    if size < 1024:
+        return f"{size:.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024 or unit == "GB":
+            return f"{size:.1f} {unit}".replace(".0 ", " ")
+    return ""
 
 
 def _what_it_looks_like(head: bytes) -> str:
@@ -134,7 +145,7 @@ def sniff_upload(*, name: str, file: IO[bytes], size: int) -> Sniffed:
 def _check_size(name: str, size: int, limit: int, kind: str) -> None:
     if size > limit:
         raise UploadRejected(
-            f"{name} is {_megabytes(size)}; {kind} may be at most {_megabytes(limit)}."
+            f"{name} is {human_size(size)}; {kind} may be at most {human_size(limit)}."
         )
 
 
@@ -202,7 +213,8 @@ def _sniff_mp4(*, name: str, head: bytes, size: int) -> Sniffed:
     brands = {head[8:12]} | {
         head[index : index + 4] for index in range(16, min(box_size, len(head)), 4)
     }
-    if box_size < 16 or box_size > 4096 or not (brands & VIDEO_BRANDS):
+    major = head[8:12]
+    if box_size < 16 or box_size > 4096 or major in NOT_VIDEO_BRANDS or not (brands & VIDEO_BRANDS):
         raise UploadRejected(
             f"{name}: the file is an ISO media file but not an MP4 video we accept."
         )
