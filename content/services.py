@@ -92,7 +92,7 @@ def template_content_check(
     return cleaned, warnings
 
 
-def _referenced_assets(*, workspace: Workspace, content: dict) -> list[Asset]:
+def referenced_assets(*, workspace: Workspace, content: dict) -> list[Asset]:
     import orjson
 
     tokens = set(_TOKEN_IN_URL.findall(orjson.dumps(content).decode()))
@@ -106,7 +106,7 @@ def _usages_rebuild(*, template: Template, content: dict) -> list[Asset]:
     make those assets public (after commit: copying files is not transactional)."""
     from content.assets import asset_publish
 
-    assets = _referenced_assets(workspace=template.workspace, content=content)
+    assets = referenced_assets(workspace=template.workspace, content=content)
     AssetUsage.objects.filter(template=template).exclude(asset__in=assets).delete()
     AssetUsage.objects.bulk_create(
         [AssetUsage(asset=asset, template=template) for asset in assets], ignore_conflicts=True

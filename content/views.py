@@ -276,7 +276,7 @@ def _preview_render(request: HttpRequest, template, content: dict) -> dict[str, 
         result["error"] = error
         return result
     result["rendered"] = rendered
-    result["fields"] = rendered.fields
+    result["fields"] = _show_unpublished_assets(workspace, content, rendered.fields)
     if template.channel == Channel.WEBHOOK and rendered.fields.get("body"):
         try:
             result["pretty_body"] = orjson.dumps(
@@ -285,6 +285,46 @@ def _preview_render(request: HttpRequest, template, content: dict) -> dict[str, 
         except orjson.JSONDecodeError:
             result["pretty_body"] = rendered.fields["body"]
     return result
+
+
+PREVIEW_INLINE_MAX_BYTES = 2 * 1024 * 1024
+
+
+def _show_unpublished_assets(workspace, content: dict, fields: dict[str, Any]) -> dict[str, Any]:
+    """Library images become public when the template is saved; until then the preview
+    shows them inline (data: URLs), so what you see is what will be sent."""
+    import base64
+
+    from django.core.files.storage import storages
+
+    replacements: dict[str, str] = {}
+    for asset in services.referenced_assets(workspace=workspace, content=content):
+        if asset.is_public or asset.kind != Asset.Kind.IMAGE:
+            continue
+        name, mime_type = asset.file.name, asset.mime_type
+        if asset.size_bytes > PREVIEW_INLINE_MAX_BYTES and asset.thumbnail:
+            name, mime_type = asset.thumbnail.name, "image/webp"
+        try:
+            with storages["assets"].open(name, "rb") as handle:
+                data = base64.b64encode(handle.read()).decode()
+        except FileNotFoundError:
+            continue
+        replacements[asset.public_url] = f"data:{mime_type};base64,{data}"
+    if not replacements:
+        return fields
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, str):
+            for url, inline in replacements.items():
+                value = value.replace(url, inline)
+            return value
+        if isinstance(value, dict):
+            return {key: swap(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [swap(item) for item in value]
+        return value
+
+    return swap(fields)
 
 
 def _sample_profile() -> dict[str, Any]:

@@ -126,13 +126,25 @@ if (form) {
   const search = form.querySelector("[data-profile-search]");
   const profileId = form.querySelector("[data-profile-id]");
   const options = form.querySelector("[data-profile-options]");
+  let picked = false;
   options?.addEventListener("click", (event) => {
     const item = event.target.closest("[data-pick-profile]");
     if (!item) return;
     profileId.value = item.dataset.pickProfile;
     search.value = item.dataset.label;
     options.innerHTML = "";
+    picked = true;
     refreshPreview();
+  });
+  // A search answer that arrives after the pick does not reopen the list.
+  options?.addEventListener("htmx:beforeSwap", (event) => {
+    if (picked) event.detail.shouldSwap = false;
+  });
+  search?.addEventListener("input", () => {
+    picked = false;
+  });
+  document.addEventListener("click", (event) => {
+    if (options && !event.target.closest(".field--compact")) options.innerHTML = "";
   });
   search?.addEventListener("keydown", (event) => {
     if (event.key === "Escape") options.innerHTML = "";
