@@ -84,17 +84,32 @@ def test_every_changed_save_appends_a_version_and_unchanged_saves_do_not(workspa
 
 def test_a_stale_save_is_refused_and_writes_nothing(workspace):
     template = _create(workspace)
-    services.template_save(template=template, content=_email("First"), context=EDITOR, base_version=1)
+    services.template_save(
+        template=template, content=_email("First"), context=EDITOR, base_version=1
+    )
     stale = Template.objects.get(pk=template.pk)
-    with pytest.raises(services.TemplateConflict, match="saved version 2 after you opened version 1"):
-        services.template_save(template=stale, content=_email("Second"), context=EDITOR, base_version=1)
+    with pytest.raises(
+        services.TemplateConflict, match="saved version 2 after you opened version 1"
+    ):
+        services.template_save(
+            template=stale, content=_email("Second"), context=EDITOR, base_version=1
+        )
     assert TemplateVersion.objects.filter(template=template).count() == 2
-    assert Template.objects.get(pk=template.pk).current_version.content["default"]["subject"] == "First"
+    assert (
+        Template.objects.get(pk=template.pk).current_version.content["default"]["subject"]
+        == "First"
+    )
 
 
 def test_content_errors_name_the_locale_and_field_and_store_nothing(workspace):
     with pytest.raises(ContentError) as caught:
-        _create(workspace, content={"default": {"subject": "", "html": "<p>x</p>"}, "fr": {"subject": "{% if %}", "html": "x"}})
+        _create(
+            workspace,
+            content={
+                "default": {"subject": "", "html": "<p>x</p>"},
+                "fr": {"subject": "{% if %}", "html": "x"},
+            },
+        )
     assert set(caught.value.errors) == {"default.subject", "fr.subject"}
     assert "at least 1 character" in caught.value.errors["default.subject"]
     assert not Template.objects.filter(workspace=workspace).exists()
@@ -133,14 +148,22 @@ def test_restore_appends_the_old_content_as_a_new_version(workspace):
 
 def test_diff_lists_changed_added_and_removed_fields_line_by_line():
     old = {"default": {"subject": "Hi", "html": "<p>a</p>\n<p>b</p>"}}
-    new = {"default": {"subject": "Hello", "html": "<p>a</p>\n<p>c</p>"}, "fr": {"subject": "Salut", "html": ""}}
+    new = {
+        "default": {"subject": "Hello", "html": "<p>a</p>\n<p>c</p>"},
+        "fr": {"subject": "Salut", "html": ""},
+    }
     diffs = content_diff(old, new)
     assert [(d.locale, d.field, d.status) for d in diffs] == [
         ("default", "subject", "changed"),
         ("default", "html", "changed"),
         ("fr", "subject", "added"),
     ]
-    assert diffs[1].lines == [("@", "@@ -1,2 +1,2 @@"), (" ", "<p>a</p>"), ("-", "<p>b</p>"), ("+", "<p>c</p>")]
+    assert diffs[1].lines == [
+        ("@", "@@ -1,2 +1,2 @@"),
+        (" ", "<p>a</p>"),
+        ("-", "<p>b</p>"),
+        ("+", "<p>c</p>"),
+    ]
     assert diffs[2].lines == [("+", "Salut")]
 
 
@@ -149,14 +172,25 @@ def test_a_published_journey_keeps_rendering_the_version_it_pinned(workspace):
     it got at publish time and renders that version; publishing again picks the latest."""
     template = _create(workspace, content=_email("Spring sale, {{ profile.first_name }}"))
     pinned = services.template_version_for_publish(workspace=workspace, template_id=template.pk)
-    services.template_save(template=template, content=_email("Summer sale, {{ profile.first_name }}"), context=EDITOR)
-    profile = Profile.objects.create(workspace=workspace, user_id="u1", traits={"first_name": "Ada"})
+    services.template_save(
+        template=template, content=_email("Summer sale, {{ profile.first_name }}"), context=EDITOR
+    )
+    profile = Profile.objects.create(
+        workspace=workspace, user_id="u1", traits={"first_name": "Ada"}
+    )
     context = build_context(workspace=workspace, profile=profile)
 
-    live = render_version(version=TemplateVersion.objects.get(pk=pinned.pk), locale="", context=context)
+    live = render_version(
+        version=TemplateVersion.objects.get(pk=pinned.pk), locale="", context=context
+    )
     assert live.fields["subject"] == "Spring sale, Ada"
-    republished = services.template_version_for_publish(workspace=workspace, template_id=template.pk)
-    assert render_version(version=republished, locale="", context=context).fields["subject"] == "Summer sale, Ada"
+    republished = services.template_version_for_publish(
+        workspace=workspace, template_id=template.pk
+    )
+    assert (
+        render_version(version=republished, locale="", context=context).fields["subject"]
+        == "Summer sale, Ada"
+    )
 
 
 def test_pinning_refuses_archived_and_foreign_templates(workspace, other_workspace):
@@ -224,7 +258,9 @@ def test_test_send_renders_the_version_and_sends_one_email(workspace, settings):
             }
         },
     )
-    profile = Profile.objects.create(workspace=workspace, user_id="u1", traits={"first_name": "Ada"})
+    profile = Profile.objects.create(
+        workspace=workspace, user_id="u1", traits={"first_name": "Ada"}
+    )
     result = services.template_send_test(
         template=template,
         version=template.current_version,
@@ -250,12 +286,22 @@ def test_test_send_refuses_bad_addresses_and_channels_without_delivery(workspace
     email = _create(workspace)
     with pytest.raises(ValidationError, match="is not an email address"):
         services.template_send_test(
-            template=email, version=email.current_version, locale="", render_context={}, to="nope", context=EDITOR
+            template=email,
+            version=email.current_version,
+            locale="",
+            render_context={},
+            to="nope",
+            context=EDITOR,
         )
     sms = _create(workspace, name="Text", channel="sms", content={"default": {"body": "Hi"}})
     with pytest.raises(services.TestSendUnavailable, match="need a configured delivery channel"):
         services.template_send_test(
-            template=sms, version=sms.current_version, locale="", render_context={}, to="+15555550123", context=EDITOR
+            template=sms,
+            version=sms.current_version,
+            locale="",
+            render_context={},
+            to="+15555550123",
+            context=EDITOR,
         )
     assert mail.outbox == []
     assert not AuditLog.objects.filter(action="template.test_send").exists()
@@ -289,7 +335,12 @@ def test_editor_shows_errors_on_their_fields_and_saves_nothing(workspace, owner)
     template = _create(workspace)
     response = logged_in(owner).post(
         _url("content_template_edit", workspace, template_id=template.pk),
-        {"base_version": "1", "locale": ["default"], "f.default.subject": "{% for %}", "f.default.html": "x"},
+        {
+            "base_version": "1",
+            "locale": ["default"],
+            "f.default.subject": "{% for %}",
+            "f.default.html": "x",
+        },
     )
     assert response.status_code == 400
     assert b"default.subject" in response.content
@@ -301,11 +352,19 @@ def test_editor_refuses_a_stale_save_with_409(workspace, owner):
     services.template_save(template=template, content=_email("Elsewhere"), context=EDITOR)
     response = logged_in(owner).post(
         _url("content_template_edit", workspace, template_id=template.pk),
-        {"base_version": "1", "locale": ["default"], "f.default.subject": "Mine", "f.default.html": "x"},
+        {
+            "base_version": "1",
+            "locale": ["default"],
+            "f.default.subject": "Mine",
+            "f.default.html": "x",
+        },
     )
     assert response.status_code == 409
     assert b"Reload to see their changes" in response.content
-    assert Template.objects.get(pk=template.pk).current_version.content["default"]["subject"] == "Elsewhere"
+    assert (
+        Template.objects.get(pk=template.pk).current_version.content["default"]["subject"]
+        == "Elsewhere"
+    )
 
 
 def test_preview_renders_unsaved_content_for_a_profile_in_its_locale(workspace, owner):
@@ -331,9 +390,13 @@ def test_preview_renders_unsaved_content_for_a_profile_in_its_locale(workspace, 
     assert "(asked for fr-CA)" in html
 
 
-def test_preview_for_a_profile_of_another_workspace_uses_sample_data(workspace, other_workspace, owner):
+def test_preview_for_a_profile_of_another_workspace_uses_sample_data(
+    workspace, other_workspace, owner
+):
     template = _create(workspace)
-    foreign = Profile.objects.create(workspace=other_workspace, user_id="x", traits={"first_name": "Mallory"})
+    foreign = Profile.objects.create(
+        workspace=other_workspace, user_id="x", traits={"first_name": "Mallory"}
+    )
     response = logged_in(owner).post(
         _url("content_template_preview", workspace, template_id=template.pk),
         {
@@ -354,7 +417,10 @@ def test_sms_preview_counts_characters_and_segments(workspace, owner):
         _url("content_template_preview", workspace, template_id=template.pk),
         {"locale": ["default"], "f.default.body": "x" * 161},
     )
-    assert "<strong>161</strong> characters · <strong>2</strong> segments · GSM-7" in response.content.decode()
+    assert (
+        "<strong>161</strong> characters · <strong>2</strong> segments · GSM-7"
+        in response.content.decode()
+    )
 
 
 @pytest.mark.parametrize(
@@ -370,10 +436,18 @@ def test_sms_preview_counts_characters_and_segments(workspace, owner):
 def test_only_content_editors_and_admins_change_templates(workspace, make_member, role, can_edit):
     template = _create(workspace)
     client = logged_in(make_member(role))
-    assert client.get(_url("content_template_edit", workspace, template_id=template.pk)).status_code == 200
+    assert (
+        client.get(_url("content_template_edit", workspace, template_id=template.pk)).status_code
+        == 200
+    )
     response = client.post(
         _url("content_template_edit", workspace, template_id=template.pk),
-        {"base_version": "1", "locale": ["default"], "f.default.subject": "Changed", "f.default.html": "x"},
+        {
+            "base_version": "1",
+            "locale": ["default"],
+            "f.default.subject": "Changed",
+            "f.default.html": "x",
+        },
     )
     assert response.status_code == (302 if can_edit else 403)
     assert TemplateVersion.objects.filter(template=template).count() == (2 if can_edit else 1)
@@ -385,9 +459,24 @@ def test_another_workspaces_template_answers_404(workspace, other_workspace, out
     template = _create(workspace)
     client = logged_in(outsider)
     for name in ("content_template_edit", "content_template_versions"):
-        assert client.get(reverse(name, kwargs={"workspace_slug": other_workspace.slug, "template_id": template.pk})).status_code == 404
+        assert (
+            client.get(
+                reverse(
+                    name,
+                    kwargs={"workspace_slug": other_workspace.slug, "template_id": template.pk},
+                )
+            ).status_code
+            == 404
+        )
     response = client.post(
-        reverse("content_template_restore", kwargs={"workspace_slug": other_workspace.slug, "template_id": template.pk, "number": 1})
+        reverse(
+            "content_template_restore",
+            kwargs={
+                "workspace_slug": other_workspace.slug,
+                "template_id": template.pk,
+                "number": 1,
+            },
+        )
     )
     assert response.status_code == 404
 
