@@ -347,6 +347,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": STATIC_URL + "vendor/swagger-ui",
     "SWAGGER_UI_FAVICON_HREF": STATIC_URL + "img/favicon.svg",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "AssetKind": "content.models.Asset.Kind",
+        "AssetStatus": "content.models.Asset.Status",
+        "TemplateChannel": "content.models.Channel",
+    },
 }
 
 # --------------------------------------------------------------------------- security
