@@ -3,7 +3,7 @@ from django.urls import path
 from content import media_urls, views
 
 urlpatterns = [
-    path("content/", views.content_home, name="content_home"),
+    path("content/", views.template_list, name="content_home"),
     path("content/templates/", views.template_list, name="content_templates"),
     path("content/templates/new", views.template_new, name="content_template_new"),
     path("content/templates/<int:template_id>/", views.template_edit, name="content_template_edit"),

@@ -49,11 +49,6 @@ def _slug(request: HttpRequest) -> str:
 
 
 @workspace_view("content.view")
-def content_home(request: HttpRequest) -> HttpResponse:
-    return redirect("content_templates", workspace_slug=_slug(request))
-
-
-@workspace_view("content.view")
 def template_list(request: HttpRequest) -> HttpResponse:
     workspace = request.workspace
     channel = request.GET.get("channel", "")

@@ -20,7 +20,7 @@ EXPECTED = {
         "api_keys.view", "api_keys.edit", "audit_log.view",
     },
     "marketer": {
-        "segments.view", "segments.edit", "content.view", "content.edit", "journeys.view",
+        "segments.view", "segments.edit", "content.view", "journeys.view",
         "journeys.edit", "journeys.publish", "delivery.view", "analytics.view",
     },
     "content_editor": {"segments.view", "content.view", "content.edit", "journeys.view", "analytics.view"},
