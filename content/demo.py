@@ -29,7 +29,7 @@ def _banner() -> bytes:
             fill=tuple(round(a + (b - a) * mix) for a, b in zip(top, bottom, strict=True)),
         )
     for index in range(9):
-        x = 80 + index * 130
+        x = 70 + index * 125
         draw.ellipse([x, 250 - index * 12, x + 90, 340 - index * 12], fill=(255, 255, 255))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)

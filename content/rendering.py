@@ -36,7 +36,7 @@ import orjson
 from babel.core import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
-from liquid import Environment
+from liquid import Environment, is_undefined
 from liquid.exceptions import LiquidError
 from liquid.filter import with_context
 
@@ -93,6 +93,10 @@ def _babel_locale(context) -> Locale:
         return Locale.parse("en")
 
 
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or is_undefined(value)
+
+
 def _number(value: Any) -> Decimal:
     try:
         return Decimal(str(value).strip())
@@ -103,7 +107,7 @@ def _number(value: Any) -> Decimal:
 @with_context
 def money_filter(value: Any, currency: Any = "USD", *, context) -> str:
     """{{ 12.5 | money: "EUR" }} -> "€12.50" (formatted for the message's locale)."""
-    if value is None or value == "":
+    if _blank(value):
         return ""
     currency = str(currency or "USD").upper()
     return format_currency(_number(value), currency, locale=_babel_locale(context))
@@ -112,7 +116,7 @@ def money_filter(value: Any, currency: Any = "USD", *, context) -> str:
 @with_context
 def number_filter(value: Any, digits: Any = None, *, context) -> str:
     """{{ 1234.5 | number }} -> "1,234.5"; {{ x | number: 2 }} -> two decimals."""
-    if value is None or value == "":
+    if _blank(value):
         return ""
     number = _number(value)
     if digits is not None:
@@ -144,7 +148,7 @@ def _as_datetime(value: Any) -> dt.datetime | dt.date:
 def datetime_filter(value: Any, style: Any = "medium", zone: Any = None, *, context) -> str:
     """{{ event.timestamp | datetime: "long", "Europe/Paris" }}: a date and time written
     for the message's locale (styles: short, medium, long, full, or a CLDR pattern)."""
-    if value is None or value == "":
+    if _blank(value):
         return ""
     moment = _as_datetime(value)
     locale = _babel_locale(context)
@@ -164,7 +168,7 @@ def datetime_filter(value: Any, style: Any = "medium", zone: Any = None, *, cont
 @with_context
 def date_only_filter(value: Any, style: Any = "medium", *, context) -> str:
     """{{ profile.signed_up_at | date_only: "long" }} -> "22 November 2026" (localized)."""
-    if value is None or value == "":
+    if _blank(value):
         return ""
     moment = _as_datetime(value)
     if isinstance(moment, dt.datetime):
@@ -174,7 +178,7 @@ def date_only_filter(value: Any, style: Any = "medium", *, context) -> str:
 
 def json_filter(value: Any) -> str:
     """{{ profile.user_id | json }} -> "\"u-1\"": a JSON literal, for webhook bodies."""
-    if value.__class__.__name__.endswith("Undefined"):
+    if is_undefined(value):
         value = None
     return orjson.dumps(value).decode()
 
@@ -513,15 +517,23 @@ def template_variables(*, channel: str, content: dict) -> list[dict[str, Any]]:
     found = []
     for locale, name, source in _liquid_sources(channel, content):
         try:
-            template = _parse(source)
-            paths = template.global_variable_segments()
+            variables = [
+                variable
+                for occurrences in _parse(source).analyze().globals.values()
+                for variable in occurrences
+            ]
         except LiquidError:
             continue
-        for segments in paths:
-            parts = [str(part) for part in segments if not isinstance(part, list)]
-            found.append(
-                {"locale": locale, "field": name, "variable": ".".join(parts), "segments": parts}
-            )
+        # In the order they appear, each path once per field.
+        variables.sort(key=lambda variable: getattr(variable.span, "index", 0))
+        seen: set[str] = set()
+        for variable in variables:
+            parts = [str(part) for part in variable.segments if not isinstance(part, list)]
+            path = ".".join(parts)
+            if path in seen:
+                continue
+            seen.add(path)
+            found.append({"locale": locale, "field": name, "variable": path, "segments": parts})
     return found
 
 

@@ -234,7 +234,7 @@ def template_edit(request: HttpRequest, template_id: int) -> HttpResponse:
 def _preview_render(request: HttpRequest, template, content: dict) -> dict[str, Any]:
     """Render posted (unsaved) content for the preview pane."""
     from content.rendering import TemplateRenderError, build_context, render_content
-    from segments.selectors import profile_events_latest, profile_get
+    from segments.selectors import profile_get
 
     workspace = request.workspace
     profile = None
@@ -244,7 +244,7 @@ def _preview_render(request: HttpRequest, template, content: dict) -> dict[str, 
             profile = profile_get(workspace=workspace, profile_id=int(profile_id))
         except Http404:
             profile = None
-    event, event_error = _preview_event(request, profile, profile_events_latest)
+    event, event_error = _preview_event(request, profile, channel=template.channel, content=content)
     locale_choice = request.POST.get("preview_locale", "")
     if locale_choice == "profile":
         locale = profile.locale if profile is not None else ""
@@ -258,6 +258,7 @@ def _preview_render(request: HttpRequest, template, content: dict) -> dict[str, 
     )
     result: dict[str, Any] = {
         "profile": profile,
+        "event": event,
         "event_error": event_error,
         "locale_asked": locale or DEFAULT_LOCALE,
         "locale_used": resolve_locale(content, locale),
@@ -334,7 +335,16 @@ def _sample_profile() -> dict[str, Any]:
     }
 
 
-def _preview_event(request, profile, latest_events):
+EVENTS_SEARCHED_FOR_PREVIEW = 200
+
+
+def _preview_event(request, profile, *, channel: str, content: dict):
+    """The trigger event of a preview: the JSON the editor typed, else the profile's
+    latest event carrying the most of the properties the template reads, else a
+    sample built from those property names."""
+    from content.rendering import template_variables
+    from segments.selectors import profile_events_latest
+
     raw = request.POST.get("preview_event", "").strip()
     if raw:
         try:
@@ -344,14 +354,28 @@ def _preview_event(request, profile, latest_events):
         if not isinstance(value, dict):
             return None, "The trigger event must be a JSON object."
         return value, ""
+    wanted = {
+        item["segments"][2]
+        for item in template_variables(channel=channel, content=content)
+        if item["segments"][:2] == ["event", "properties"] and len(item["segments"]) > 2
+    }
     if profile is not None:
-        latest = latest_events(workspace=request.workspace, profile=profile, limit=1)
-        if latest:
-            return latest[0], ""
-    return {
-        "name": "Order Completed",
-        "properties": {"product_name": "Sample product", "total": 42.5, "currency": "EUR"},
-    }, ""
+        events = profile_events_latest(
+            workspace=request.workspace, profile=profile, limit=EVENTS_SEARCHED_FOR_PREVIEW
+        )
+        if events:
+            best = max(
+                events,
+                key=lambda event: (
+                    len(wanted & set(event.properties or {}))
+                    if isinstance(event.properties, dict)
+                    else 0,
+                    event.timestamp,
+                ),
+            )
+            return best, ""
+    properties = {name: f"sample {name}" for name in sorted(wanted)}
+    return {"name": "sample_event", "properties": properties}, ""
 
 
 @workspace_view("content.view")
@@ -508,7 +532,9 @@ def template_test_send(request: HttpRequest, template_id: int) -> HttpResponse:
             )
         except Http404:
             profile = None
-    event, _ = _preview_event(request, profile, _latest_events)
+    event, _ = _preview_event(
+        request, profile, channel=template.channel, content=template.current_version.content
+    )
     locale = request.POST.get("preview_locale", "")
     if locale == "profile":
         locale = profile.locale if profile is not None else ""
@@ -542,12 +568,6 @@ def template_test_send(request: HttpRequest, template_id: int) -> HttpResponse:
         {"ok": status == 200, "text": text},
         status=status,
     )
-
-
-def _latest_events(*, workspace, profile, limit):
-    from segments.selectors import profile_events_latest
-
-    return profile_events_latest(workspace=workspace, profile=profile, limit=limit)
 
 
 # --------------------------------------------------------------------------- media library

@@ -501,3 +501,39 @@ def test_template_list_filters_by_channel_and_search(workspace, owner):
     assert "Receipt text" in sms_only and ">Welcome<" not in sms_only
     searched = client.get(_url("content_templates", workspace) + "?q=welc").content.decode()
     assert ">Welcome<" in searched and "Receipt text" not in searched
+
+
+def test_preview_uses_the_profiles_event_that_has_the_properties_the_template_reads(
+    workspace, owner
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from segments.models import Event
+
+    template = _create(workspace, name="Receipt", channel="sms", content={"default": {"body": "x"}})
+    profile = Profile.objects.create(
+        workspace=workspace, user_id="u1", traits={"first_name": "Ada"}
+    )
+    now = timezone.now()
+    Event.objects.create(
+        workspace=workspace, profile=profile, name="order_completed", message_id="m1",
+        timestamp=now - timedelta(days=2), properties={"revenue": 19.5, "currency": "EUR"},
+    )  # fmt: skip
+    Event.objects.create(
+        workspace=workspace, profile=profile, name="logged_in", message_id="m2",
+        timestamp=now - timedelta(minutes=5), properties={"platform": "web"},
+    )  # fmt: skip
+    response = logged_in(owner).post(
+        _url("content_template_preview", workspace, template_id=template.pk),
+        {
+            "locale": ["default"],
+            "f.default.body": "Paid {{ event.properties.revenue | money: event.properties.currency }}",
+            "preview_profile": str(profile.pk),
+            "preview_locale": "en",
+        },
+    )
+    html = response.content.decode()
+    assert '<span class="mono">order_completed</span>' in html
+    assert "Paid €19.50" in html
