@@ -364,16 +364,14 @@ def _preview_event(request, profile, *, channel: str, content: dict):
             workspace=request.workspace, profile=profile, limit=EVENTS_SEARCHED_FOR_PREVIEW
         )
         if events:
-            best = max(
-                events,
-                key=lambda event: (
-                    len(wanted & set(event.properties or {}))
-                    if isinstance(event.properties, dict)
-                    else 0,
-                    event.timestamp,
-                ),
-            )
-            return best, ""
+
+            def matches(event) -> int:
+                properties = event.properties if isinstance(event.properties, dict) else {}
+                return len(wanted & set(properties))
+
+            best = max(events, key=lambda event: (matches(event), event.timestamp))
+            if matches(best) or not wanted:
+                return best, ""
     properties = {name: f"sample {name}" for name in sorted(wanted)}
     return {"name": "sample_event", "properties": properties}, ""
 
