@@ -372,8 +372,55 @@ def _preview_event(request, profile, *, channel: str, content: dict):
             best = max(events, key=lambda event: (matches(event), event.timestamp))
             if matches(best) or not wanted:
                 return best, ""
-    properties = {name: f"sample {name}" for name in sorted(wanted)}
-    return {"name": "sample_event", "properties": properties}, ""
+    if wanted:
+        recent = _recent_event_with(request.workspace, wanted)
+        if recent is not None:
+            return recent, ""
+    return {
+        "name": "sample_event",
+        "properties": {name: _sample_value(name) for name in sorted(wanted)},
+    }, ""
+
+
+def _recent_event_with(workspace, wanted: set[str]):
+    """The workspace's latest event (of the last 30 days) carrying what the template reads."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from segments.models import Event
+
+    from django.db import OperationalError, connection, transaction
+
+    try:
+        with transaction.atomic():
+            # A preview must stay quick however many events the workspace holds.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL statement_timeout = 500")
+            return (
+                Event.objects.filter(
+                    workspace=workspace,
+                    timestamp__gte=timezone.now() - timedelta(days=30),
+                    properties__has_any_keys=sorted(wanted),
+                )
+                .order_by("-timestamp")
+                .first()
+            )
+    except OperationalError:
+        return None
+
+
+def _sample_value(name: str):
+    lowered = name.lower()
+    if any(word in lowered for word in ("value", "revenue", "total", "price", "amount")):
+        return 42.5
+    if any(word in lowered for word in ("count", "quantity", "number")):
+        return 2
+    if "currency" in lowered:
+        return "EUR"
+    if lowered.endswith("url"):
+        return "https://example.com/"
+    return f"sample {name}"
 
 
 @workspace_view("content.view")
