@@ -386,11 +386,10 @@ def _recent_event_with(workspace, wanted: set[str]):
     """The workspace's latest event (of the last 30 days) carrying what the template reads."""
     from datetime import timedelta
 
+    from django.db import OperationalError, connection, transaction
     from django.utils import timezone
 
     from segments.models import Event
-
-    from django.db import OperationalError, connection, transaction
 
     try:
         with transaction.atomic():

@@ -14,14 +14,15 @@ import shutil
 import tempfile
 
 os.environ.setdefault("DJANGO_ENV", "test")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engagement_site.settings")
+
+from engagement_site import embedded
+
 # Uploaded media of the whole session (in-process tests and the browser tests' Daphne)
 # go to a throw-away directory, never into ./var/media of `make run`.
 _MEDIA_ROOT = None
 if not os.environ.get("MEDIA_ROOT"):
     _MEDIA_ROOT = os.environ["MEDIA_ROOT"] = tempfile.mkdtemp(prefix="engagement-test-media-")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engagement_site.settings")
-
-from engagement_site import embedded
 
 if not os.environ.get("DATABASE_URL"):
     os.environ["DATABASE_URL"], _ = embedded.ensure_postgres()
