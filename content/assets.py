@@ -275,6 +275,7 @@ def asset_delete(*, asset: Asset, context: AuditContext, force: bool = False) ->
     (their messages will then show a broken image)."""
     from content.selectors import asset_usages
 
+    asset.refresh_from_db()  # a template save may have published it since it was read
     users = asset_usages(workspace=asset.workspace, asset=asset)
     if users and not force:
         names = ", ".join(template.name for template in users)

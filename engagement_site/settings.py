@@ -26,6 +26,7 @@ from engagement_site.env import (
     required,
 )
 from engagement_site.mail import email_settings_from_url
+from engagement_site.storage import asset_storages_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -245,51 +246,7 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 # both under MEDIA_ROOT (the app serves the public one at /media/public/); "s3" puts
 # them in two buckets of any S3-compatible store (docs/configuration.md).
 ASSET_STORAGE = env_str("ASSET_STORAGE", "local", choices=("local", "s3"))
-if ASSET_STORAGE == "s3":
-    _s3_common = {
-        "endpoint_url": env_str("S3_ENDPOINT_URL", None),
-        "region_name": env_str("S3_REGION", None),
-        "access_key": env_str("S3_ACCESS_KEY_ID", None),
-        "secret_key": env_str("S3_SECRET_ACCESS_KEY", None),
-        "file_overwrite": False,
-    }
-    _asset_storages = {
-        "assets": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                **_s3_common,
-                "bucket_name": required(
-                    "S3_PRIVATE_BUCKET", env_str("S3_PRIVATE_BUCKET", None), "with ASSET_STORAGE=s3"
-                ),
-                "default_acl": "private",
-                "querystring_auth": True,
-            },
-        },
-        "assets_public": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                **_s3_common,
-                "bucket_name": required(
-                    "S3_PUBLIC_BUCKET", env_str("S3_PUBLIC_BUCKET", None), "with ASSET_STORAGE=s3"
-                ),
-                "default_acl": env_str("S3_PUBLIC_ACL", "public-read") or None,
-                "querystring_auth": False,
-                "custom_domain": env_str("S3_PUBLIC_DOMAIN", None),
-                "url_protocol": "https:",
-            },
-        },
-    }
-else:
-    _asset_storages = {
-        "assets": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": MEDIA_ROOT / "assets", "base_url": None},
-        },
-        "assets_public": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": MEDIA_ROOT / "public", "base_url": "/media/public/"},
-        },
-    }
+_asset_storages = asset_storages_from_env(ASSET_STORAGE, media_root=MEDIA_ROOT)
 # Upload limits (bytes) per kind, the workspace quota over all its assets, and the
 # largest image (in pixels, all frames of an animation together) we agree to decode.
 ASSET_MAX_IMAGE_BYTES = env_int("ASSET_MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
