@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from content.assets import normalize_tags
 from content.channels import CONTENT_MODELS, ContentError, validate_content
 from content.models import Asset, AssetUsage, Channel, Template, TemplateVersion
 from engagement_site.workspaces.models import Workspace
@@ -50,15 +51,6 @@ def _check_name(*, workspace: Workspace, name: str, template: Template | None = 
     if others.exists():
         raise ValidationError({"name": f"A template named {name!r} already exists."})
     return name
-
-
-def _normalize_tags(tags) -> list[str]:
-    seen: list[str] = []
-    for tag in tags or ():
-        tag = str(tag).strip().lower()[:50]
-        if tag and tag not in seen:
-            seen.append(tag)
-    return seen
 
 
 def template_content_check(
@@ -175,7 +167,7 @@ def template_create(
                 name=name,
                 channel=channel,
                 description=(description or "")[:500],
-                tags=_normalize_tags(tags),
+                tags=normalize_tags(tags),
                 created_by=context.actor,
             )
         except IntegrityError:
@@ -293,8 +285,8 @@ def template_update(
     if description is not None and description != template.description:
         changes["description"] = [template.description, description[:500]]
         template.description = description[:500]
-    if tags is not None and _normalize_tags(tags) != template.tags:
-        changes["tags"] = [template.tags, _normalize_tags(tags)]
+    if tags is not None and normalize_tags(tags) != template.tags:
+        changes["tags"] = [template.tags, normalize_tags(tags)]
         template.tags = changes["tags"][1]
     if not changes:
         return template
