@@ -537,3 +537,34 @@ def test_preview_uses_the_profiles_event_that_has_the_properties_the_template_re
     html = response.content.decode()
     assert '<span class="mono">order_completed</span>' in html
     assert "Paid €19.50" in html
+
+
+@pytest.mark.parametrize(
+    "channel", ["email", "sms", "push", "web_push", "whatsapp", "in_app", "webhook"]
+)
+def test_a_new_template_of_every_channel_starts_valid_and_previews(workspace, owner, channel):
+    client = logged_in(owner)
+    response = client.post(
+        _url("content_template_new", workspace), {"name": f"New {channel}", "channel": channel}
+    )
+    assert response.status_code == 302
+    template = Template.objects.get(workspace=workspace, name=f"New {channel}")
+    assert (template.channel, template.current_version.number) == (channel, 1)
+    editor = client.get(response["Location"])
+    assert editor.status_code == 200
+    from content.forms import editor_locales
+
+    fields = editor_locales(channel, template.current_version.content)[0]["fields"]
+    posted = {"locale": ["default"], **{field["input_name"]: field["value"] for field in fields}}
+    preview = client.post(
+        _url("content_template_preview", workspace, template_id=template.pk), posted
+    )
+    assert preview.status_code == 200
+    assert b"would fail to send" not in preview.content
+    # Posting the form back unchanged makes no new version.
+    saved = client.post(
+        _url("content_template_edit", workspace, template_id=template.pk),
+        {**posted, "base_version": "1"},
+    )
+    assert saved.status_code == 302
+    assert template.versions.count() == 1
