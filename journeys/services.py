@@ -246,11 +246,11 @@ def journey_publish(
 
     if in_flight not in IN_FLIGHT_CHOICES:
         raise ValidationError({"in_flight": f"Use one of {', '.join(IN_FLIGHT_CHOICES)}."})
-    if journey.status == Journey.Status.ARCHIVED:
-        raise JourneyStateError("An archived journey cannot be published; unarchive it first.")
     node_map = dict(node_map or {})
     with transaction.atomic():
         journey = Journey.objects.select_for_update().get(pk=journey.pk)
+        if journey.status == Journey.Status.ARCHIVED:
+            raise JourneyStateError("An archived journey cannot be published; unarchive it first.")
         draft = JourneyDraft.objects.get(journey=journey)
         definition = journey_check(journey=journey, definition=draft.definition)
         pins = {
