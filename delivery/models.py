@@ -1,1 +1,73 @@
-"""Models of the delivery app."""
+"""Models of the delivery app.
+
+A Message is one send decided by a journey step. Its idempotency key (enrollment,
+node, visit) is unique, so a step that runs twice cannot create a second message;
+channels send it once and record what happened. (The channel plug-ins, policies and
+provider callbacks that fill the remaining fields are the delivery issue's.)
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from engagement_site.workspaces.models import Workspace
+
+
+class Message(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        SUPPRESSED = "suppressed", "Not sent"
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    profile = models.ForeignKey(
+        "segments.Profile", on_delete=models.CASCADE, related_name="messages"
+    )
+    journey = models.ForeignKey(
+        "journeys.Journey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+    )
+    journey_version = models.ForeignKey(
+        "journeys.JourneyVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    enrollment = models.ForeignKey(
+        "journeys.Enrollment",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+    )
+    node_id = models.CharField(max_length=64, blank=True)
+    variant = models.CharField(max_length=32, blank=True)
+    channel = models.CharField(max_length=12)
+    template_version = models.ForeignKey(
+        "content.TemplateVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    # Why a message was not sent (holdout, shadow mode, no consent, cap, render error ...).
+    reason = models.CharField(max_length=200, blank=True)
+    is_shadow = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["workspace", "-created_at"], name="message_ws_created"),
+            models.Index(fields=["journey", "node_id"], name="message_journey_node"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.profile_id} ({self.status})"

@@ -359,6 +359,7 @@ SCHEDULER_DUTIES: list[str] = [
     "segments.partitions.scheduler_duty",
     "segments.importers.scheduler_duty",
     "segments.membership.scheduler_duty",
+    "journeys.executor.scheduler_duty",
 ]
 
 # --------------------------------------------------------------------------- ingestion
@@ -366,7 +367,10 @@ SCHEDULER_DUTIES: list[str] = [
 # Dotted paths of functions called, after commit, by one RQ job per ingested batch:
 # hook(*, workspace_id: int, profile_ids: list[int], event_ids: list[int]) -> None.
 # See segments/tasks.py (ingested_batch_process) for the contract.
-INGESTION_HOOKS: list[str] = ["segments.membership.segments_for_ingested_batch"]
+INGESTION_HOOKS: list[str] = [
+    "segments.membership.segments_for_ingested_batch",  # first: journeys read memberships
+    "journeys.executor.journeys_for_ingested_batch",
+]
 # Limits of the Segment-compatible tracking API (/v1/*), as Segment and RudderStack set them.
 INGESTION_MAX_EVENT_BYTES = 32 * 1024
 INGESTION_MAX_REQUEST_BYTES = 4 * 1024 * 1024

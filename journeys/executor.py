@@ -1,0 +1,722 @@
+"""The journey executor: entering profiles, and advancing enrollments node by node.
+
+The database is the source of truth. An enrollment that can move is `active` with
+`next_run_at <= now`, or `waiting` whose `next_run_at` (the end of a wait, or a
+timeout) has come. Workers claim due enrollments with a conditional UPDATE that sets
+a lease (`locked_until`) on rows no one holds (`FOR UPDATE SKIP LOCKED`), then advance
+each in its own transaction: every node executed writes its StepLog row (unique per
+enrollment, node and visit) in the same transaction as the enrollment's new state, so
+a crash rolls both back and a replay cannot do a step twice. A killed worker's lease
+expires and the scheduler hands the enrollment to another worker.
+
+Entries and wake-ups come from the ingestion hook (`journeys_for_ingested_batch`):
+events that match an event trigger enrol their profile; events that match what a
+waiting enrollment waits for wake it; events that match a journey's conversion goal
+exit the profile as converted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from journeys.graph import next_node, parse_definition
+from journeys.matching import filters_match
+from journeys.models import Enrollment, Journey, JourneyVersion, StepLog
+from journeys.nodes import (
+    ActionNode,
+    ConditionNode,
+    Definition,
+    EventCondition,
+    EventTrigger,
+    ExitNode,
+    GoalNode,
+    RuleCondition,
+    SplitNode,
+    TriggerNode,
+    WaitDuration,
+    WaitForEvent,
+    WaitForSegment,
+    WaitNode,
+    WaitUntilDate,
+    WaitUntilTime,
+)
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+CLAIM_BATCH = 500
+MAX_STEPS_PER_RUN = 100
+MAX_ATTEMPTS = 5
+RETRY_DELAYS = (30, 120, 600, 1800)
+GOAL_NODE = "$goal"
+JOURNEYS_QUEUE = "journeys"
+
+_definitions: dict[int, Definition] = {}
+
+
+def version_definition(version: JourneyVersion) -> Definition:
+    """Published versions never change: parse each once per process."""
+    definition = _definitions.get(version.pk)
+    if definition is None:
+        definition = _definitions[version.pk] = parse_definition(version.definition)
+    return definition
+
+
+def _node(definition: Definition, node_id: str):
+    for node in definition.nodes:
+        if node.id == node_id:
+            return node
+    raise KeyError(node_id)
+
+
+def _event_data(event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "name": event.name,
+        "timestamp": event.timestamp.isoformat(),
+        "properties": event.properties if isinstance(event.properties, dict) else {},
+    }
+
+
+# --------------------------------------------------------------------------- entering
+
+
+def _may_enter(*, journey: Journey, definition: Definition, profile_id: int, now: datetime) -> bool:
+    reentry = definition.settings.reentry
+    previous = Enrollment.objects.filter(journey=journey, profile_id=profile_id)
+    if previous.filter(state__in=Enrollment.OPEN_STATES).exists():
+        return False  # one enrollment at a time per journey and person
+    if reentry.mode == "never" and previous.exists():
+        return False
+    if reentry.mode == "after_days":
+        last = previous.order_by("-entered_at").values_list("entered_at", flat=True).first()
+        if last is not None and last > now - timedelta(days=reentry.days):
+            return False
+    limit = definition.settings.entry_limit
+    return not (limit is not None and Enrollment.objects.filter(journey=journey).count() >= limit)
+
+
+def enroll(
+    *,
+    journey: Journey,
+    version: JourneyVersion,
+    profile_id: int,
+    event=None,
+    now: datetime | None = None,
+) -> Enrollment | None:
+    """Enter a profile at the trigger, if the journey's entry rules allow. The caller
+    holds a transaction; the enrollment is advanced by a job queued on commit."""
+    now = now or timezone.now()
+    definition = version_definition(version)
+    trigger = next(node for node in definition.nodes if isinstance(node, TriggerNode))
+    # Serialise entries per journey and profile, so two batches cannot both enter.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [journey.pk, profile_id % 2_147_483_647]
+        )
+    if not _may_enter(journey=journey, definition=definition, profile_id=profile_id, now=now):
+        return None
+    context: dict[str, Any] = {"visits": {}}
+    if event is not None:
+        context["event"] = event if isinstance(event, dict) else _event_data(event)
+    enrollment = Enrollment.objects.create(
+        workspace_id=journey.workspace_id,
+        journey=journey,
+        version=version,
+        profile_id=profile_id,
+        state=Enrollment.State.ACTIVE,
+        current_node=trigger.id,
+        next_run_at=now,
+        context=context,
+        entered_at=now,
+        updated_at=now,
+    )
+    transaction.on_commit(lambda: advance_enqueue([enrollment.pk]))
+    return enrollment
+
+
+# --------------------------------------------------------------------------- claiming
+
+
+def enrollments_claim(
+    *, ids: list[int] | None = None, now: datetime | None = None, limit: int = CLAIM_BATCH
+) -> list[int]:
+    """Take the lease of due enrollments of live journeys (those among `ids`, or any)."""
+    now = now or timezone.now()
+    only = "AND e.id = ANY(%s)" if ids is not None else ""
+    parameters: list[Any] = [now + LEASE, now, now]
+    if ids is not None:
+        parameters.append(list(ids))
+    parameters.append(limit)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE journeys_enrollment SET locked_until = %s
+            WHERE id IN (
+                SELECT e.id FROM journeys_enrollment e
+                JOIN journeys_journey j ON j.id = e.journey_id AND j.status = 'live'
+                WHERE e.state IN ('active', 'waiting') AND e.next_run_at <= %s
+                  AND (e.locked_until IS NULL OR e.locked_until < %s) {only}
+                ORDER BY e.next_run_at
+                LIMIT %s
+                FOR UPDATE OF e SKIP LOCKED
+            )
+            RETURNING id
+            """,
+            parameters,
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def advance_enqueue(ids: list[int]) -> None:
+    """Queue a job that advances these enrollments (call after commit)."""
+    import django_rq
+
+    from journeys.tasks import enrollments_advance_job
+
+    if ids:
+        django_rq.get_queue(JOURNEYS_QUEUE, commit_mode="auto").enqueue(
+            enrollments_advance_job, list(ids)
+        )
+
+
+def advance_batch(ids: list[int] | None = None, *, now: datetime | None = None) -> int:
+    """Claim and advance due enrollments (the given ones, or any). Returns how many ran."""
+    claimed = enrollments_claim(ids=ids, now=now)
+    for enrollment_id in claimed:
+        enrollment_advance(enrollment_id=enrollment_id, now=now)
+    return len(claimed)
+
+
+# --------------------------------------------------------------------------- advancing
+
+
+class _Park(Exception):
+    def __init__(self, state: str, until: datetime | None, detail: dict | None = None):
+        self.state, self.until, self.detail = state, until, detail or {}
+
+
+def enrollment_advance(*, enrollment_id: int, now: datetime | None = None) -> None:
+    """Run the enrollment's nodes until it waits or finishes, in one transaction."""
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            enrollment = (
+                Enrollment.objects.select_for_update()
+                .select_related("version", "journey")
+                .filter(pk=enrollment_id)
+                .first()
+            )
+            if (
+                enrollment is None
+                or not enrollment.is_open
+                or enrollment.journey.status != Journey.Status.LIVE
+            ):
+                return
+            if enrollment.next_run_at is None or enrollment.next_run_at > now:
+                return  # someone else moved it already
+            _run(enrollment, now)
+    except Exception as error:  # the step failed: retry later, then give up
+        logger.exception("journey enrollment %s failed", enrollment_id)
+        _record_failure(enrollment_id, error, now)
+
+
+def _run(enrollment: Enrollment, now: datetime) -> None:
+    definition = version_definition(enrollment.version)
+    context = dict(enrollment.context or {})
+    context.setdefault("visits", {})
+    for _ in range(MAX_STEPS_PER_RUN):
+        node = _node(definition, enrollment.current_node)
+        visit = int(context["visits"].get(node.id, 0)) + 1
+        try:
+            outcome, port, detail = _execute(node, enrollment, context, definition, now, visit)
+        except _Park as park:
+            context["parked"] = {
+                "node": node.id,
+                "visit": visit,
+                "at": now.isoformat(),
+                **park.detail,
+            }
+            _save(enrollment, context, now, state=park.state, next_run_at=park.until)
+            return
+        context.pop("parked", None)
+        context.pop("wake", None)
+        context["visits"][node.id] = visit
+        StepLog.objects.create(
+            enrollment=enrollment,
+            node_id=node.id,
+            visit=visit,
+            outcome=outcome,
+            port=port or "",
+            detail=detail,
+            created_at=now,
+        )
+        target = next_node(definition, node.id, port) if port else None
+        if target is None:
+            finished = (
+                Enrollment.State.COMPLETED
+                if outcome != StepLog.Outcome.EXITED
+                else Enrollment.State.EXITED
+            )
+            reason = detail.get("reason", "completed") if isinstance(detail, dict) else "completed"
+            _save(
+                enrollment,
+                context,
+                now,
+                state=finished,
+                next_run_at=None,
+                exit_reason=reason,
+                exited_at=now,
+            )
+            return
+        enrollment.current_node = target
+    # A long run of instant nodes: continue in the next job rather than hold the lock.
+    _save(enrollment, context, now, state=Enrollment.State.ACTIVE, next_run_at=now)
+
+
+def _save(enrollment: Enrollment, context: dict, now: datetime, **fields) -> None:
+    enrollment.context = context
+    enrollment.locked_until = None
+    enrollment.attempts = 0
+    enrollment.last_error = ""
+    enrollment.updated_at = now
+    for name, value in fields.items():
+        setattr(enrollment, name, value)
+    enrollment.save(
+        update_fields=[
+            "context", "locked_until", "attempts", "last_error", "updated_at", "current_node", *fields,
+        ]
+    )  # fmt: skip
+
+
+def _record_failure(enrollment_id: int, error: Exception, now: datetime) -> None:
+    with transaction.atomic():
+        enrollment = Enrollment.objects.select_for_update().filter(pk=enrollment_id).first()
+        if enrollment is None:
+            return
+        enrollment.attempts += 1
+        enrollment.last_error = f"{type(error).__name__}: {error}"[:2000]
+        enrollment.locked_until = None
+        enrollment.updated_at = now
+        if enrollment.attempts >= MAX_ATTEMPTS:
+            enrollment.state = Enrollment.State.FAILED
+            enrollment.exit_reason = "error"
+            enrollment.exited_at = now
+            enrollment.next_run_at = None
+        else:
+            delay = RETRY_DELAYS[min(enrollment.attempts - 1, len(RETRY_DELAYS) - 1)]
+            enrollment.next_run_at = now + timedelta(seconds=delay)
+        enrollment.save(
+            update_fields=[
+                "attempts",
+                "last_error",
+                "locked_until",
+                "updated_at",
+                "state",
+                "exit_reason",
+                "exited_at",
+                "next_run_at",
+            ]
+        )
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def _execute(
+    node, enrollment: Enrollment, context: dict, definition: Definition, now: datetime, visit: int
+):
+    """(outcome, port, detail) of running `node`, or raise _Park to wait."""
+    if isinstance(node, TriggerNode):
+        return (
+            StepLog.Outcome.ENTERED,
+            "next",
+            {"event": (context.get("event") or {}).get("name", "")},
+        )
+    if isinstance(node, WaitNode):
+        return _wait(node, enrollment, context, now, visit)
+    if isinstance(node, ConditionNode):
+        result = _condition(node, enrollment, context, now)
+        return StepLog.Outcome.BRANCHED, "yes" if result else "no", {}
+    if isinstance(node, SplitNode):
+        port = split_branch(
+            node, journey_id=enrollment.journey_id, profile_id=enrollment.profile_id
+        )
+        if port == "holdout":
+            context["holdout"] = True
+        else:
+            context["variant"] = port
+        return StepLog.Outcome.BRANCHED, port, {"variant": port}
+    if isinstance(node, ActionNode):
+        return _action(node, enrollment, context, now, visit)
+    if isinstance(node, GoalNode):
+        converted = _goal_event(enrollment, node.event, node.filters, node.window_seconds)
+        if converted is not None:
+            return StepLog.Outcome.CONVERTED, "", {"reason": "converted", "event": converted}
+        return StepLog.Outcome.EXITED, "", {"reason": "goal_not_reached"}
+    if isinstance(node, ExitNode):
+        return StepLog.Outcome.EXITED, "", {"reason": "exit_node"}
+    raise ValueError(f"node {node.id!r}: the executor cannot run {node.type} nodes yet")
+
+
+def _parked_here(context: dict, node_id: str, visit: int) -> dict | None:
+    parked = context.get("parked")
+    if isinstance(parked, dict) and parked.get("node") == node_id and parked.get("visit") == visit:
+        return parked
+    return None
+
+
+def _wait(node: WaitNode, enrollment: Enrollment, context: dict, now: datetime, visit: int):
+    wait = node.wait
+    parked = _parked_here(context, node.id, visit)
+    if parked is None:
+        if isinstance(wait, WaitDuration):
+            raise _Park(Enrollment.State.WAITING, now + timedelta(seconds=wait.seconds))
+        if isinstance(wait, WaitUntilDate):
+            until = wait.at if wait.at.tzinfo else wait.at.replace(tzinfo=ZoneInfo("UTC"))
+            if until <= now:
+                return StepLog.Outcome.CONTINUED, "next", {"waited": 0}
+            raise _Park(Enrollment.State.WAITING, until)
+        if isinstance(wait, WaitUntilTime):
+            raise _Park(
+                Enrollment.State.WAITING,
+                next_local_time(wait, _profile_zone(enrollment, wait.fallback_time_zone), now),
+            )
+        if isinstance(wait, WaitForEvent | WaitForSegment):
+            raise _Park(Enrollment.State.WAITING, now + timedelta(seconds=wait.timeout_seconds))
+        raise ValueError(f"unknown wait {wait.kind}")
+    waited = int((now - datetime.fromisoformat(parked["at"])).total_seconds())
+    if isinstance(wait, WaitForEvent | WaitForSegment):
+        wake = context.get("wake")
+        if isinstance(wake, dict) and wake.get("node") == node.id:
+            return (
+                StepLog.Outcome.CONTINUED,
+                "on_event",
+                {"waited": waited, "event": wake.get("event")},
+            )
+        return StepLog.Outcome.CONTINUED, "on_timeout", {"waited": waited, "timed_out": True}
+    return StepLog.Outcome.CONTINUED, "next", {"waited": waited}
+
+
+def _profile_zone(enrollment: Enrollment, fallback: str) -> ZoneInfo:
+    for name in (enrollment.profile.time_zone, fallback, "UTC"):
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return ZoneInfo("UTC")
+
+
+def next_local_time(wait: WaitUntilTime, zone: ZoneInfo, now: datetime) -> datetime:
+    """The first moment after `now` when the clock in `zone` shows `wait.at` (on one of
+    `wait.weekdays` when given)."""
+    local = now.astimezone(zone)
+    for days in range(0, 15):
+        day = (local + timedelta(days=days)).date()
+        candidate = datetime.combine(day, wait.at, tzinfo=zone)
+        if candidate > now and (not wait.weekdays or day.weekday() in wait.weekdays):
+            return candidate
+    return now + timedelta(days=1)
+
+
+def _condition(node: ConditionNode, enrollment: Enrollment, context: dict, now: datetime) -> bool:
+    condition = node.condition
+    if isinstance(condition, EventCondition):
+        return filters_match(
+            (context.get("event") or {}).get("properties", {}), condition.filters, now=now
+        )
+    if isinstance(condition, RuleCondition):
+        from segments.evaluation import segment_evaluate_for_profiles
+
+        matched = segment_evaluate_for_profiles(
+            segment_or_definition=condition.rule,
+            workspace=enrollment.journey.workspace,
+            profile_ids=[enrollment.profile_id],
+            now=now,
+        )
+        return enrollment.profile_id in matched
+    from delivery.models import Message
+
+    # Engagement with the message an earlier node of this enrollment created. Delivery
+    # records deliveries; opens and clicks arrive with its tracking.
+    reached = {"delivered": ("delivered",), "opened": (), "clicked": ()}[condition.engagement]
+    return Message.objects.filter(
+        enrollment=enrollment, node_id=condition.node, status__in=reached
+    ).exists()
+
+
+def split_branch(node: SplitNode, *, journey_id: int, profile_id: int) -> str:
+    """A stable assignment: the same person always lands in the same branch."""
+    digest = hashlib.sha256(f"{journey_id}:{node.id}:{profile_id}".encode()).digest()
+    bucket = int.from_bytes(digest[:8], "big") % 10_000  # 0.01 % steps
+    if bucket < round(node.holdout_percent * 100):
+        return "holdout"
+    rest = int.from_bytes(digest[8:16], "big") % sum(variant.weight for variant in node.variants)
+    for variant in node.variants:
+        if rest < variant.weight:
+            return variant.key
+        rest -= variant.weight
+    return node.variants[-1].key
+
+
+def _action(node: ActionNode, enrollment: Enrollment, context: dict, now: datetime, visit: int):
+    action = node.action
+    if action.kind in ("message", "webhook"):
+        return _message(node, enrollment, context, now, visit)
+    if action.kind == "update_attribute":
+        from engagement_site.workspaces.services import AuditContext
+        from segments.privacy import profile_traits_update
+
+        profile_traits_update(
+            workspace=enrollment.journey.workspace,
+            profile=enrollment.profile,
+            patch={action.trait: action.value},
+            context=AuditContext.system(f"journey {enrollment.journey_id}"),
+            source="journey",
+        )
+        return StepLog.Outcome.CONTINUED, "next", {"trait": action.trait}
+    if action.kind == "segment":
+        from segments.models import Segment
+        from segments.services import static_segment_members_change
+
+        segment = Segment.objects.get(workspace_id=enrollment.workspace_id, pk=action.segment_id)
+        change = (
+            {"add": [enrollment.profile_id]}
+            if action.op == "add"
+            else {"remove": [enrollment.profile_id]}
+        )
+        static_segment_members_change(segment=segment, **change)
+        return StepLog.Outcome.CONTINUED, "next", {"segment": segment.pk, "op": action.op}
+    raise ValueError(f"unknown action {action.kind}")
+
+
+def _message(node: ActionNode, enrollment: Enrollment, context: dict, now: datetime, visit: int):
+    """Create the step's Message once (its key is the enrollment, node and visit);
+    delivery sends it. Holdout and shadow mode create it as not sent, with the reason."""
+    from delivery.models import Message
+
+    action = node.action
+    variant = context.get("variant", "")
+    template_id = getattr(action, "variant_templates", {}).get(variant, action.template_id)
+    pinned = enrollment.version.template_versions.get(str(template_id))
+    channel = getattr(action, "channel", "webhook")
+    reason = ""
+    if context.get("holdout"):
+        reason = "holdout"
+    elif version_definition(enrollment.version).settings.shadow_mode:
+        reason = "shadow_mode"
+    key = f"{enrollment.pk}:{node.id}:{visit}"
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                workspace_id=enrollment.workspace_id,
+                idempotency_key=key,
+                profile_id=enrollment.profile_id,
+                journey_id=enrollment.journey_id,
+                journey_version=enrollment.version,
+                enrollment=enrollment,
+                node_id=node.id,
+                variant=variant,
+                channel=channel,
+                template_version_id=pinned,
+                status=Message.Status.SUPPRESSED if reason else Message.Status.QUEUED,
+                reason=reason,
+                is_shadow=reason == "shadow_mode",
+                created_at=now,
+                updated_at=now,
+            )
+    except IntegrityError:
+        message = Message.objects.get(idempotency_key=key)
+    outcome = StepLog.Outcome.SKIPPED if reason else StepLog.Outcome.SENT
+    return (
+        outcome,
+        "next",
+        {"message": message.pk, "channel": channel, "reason": reason, "template_version": pinned},
+    )
+
+
+def _goal_event(
+    enrollment: Enrollment, event_name: str, filters, window_seconds: int
+) -> dict | None:
+    from segments.models import Event
+
+    since = enrollment.entered_at
+    candidates = Event.objects.filter(
+        workspace_id=enrollment.workspace_id,
+        profile_id=enrollment.profile_id,
+        name=event_name,
+        timestamp__gte=since,
+        timestamp__lte=since + timedelta(seconds=window_seconds),
+    ).order_by("timestamp")[:100]
+    for event in candidates:
+        if filters_match(event.properties, filters):
+            return _event_data(event)
+    return None
+
+
+# --------------------------------------------------------------------------- ingestion hook
+
+
+def journeys_for_ingested_batch(
+    *, workspace_id: int, profile_ids: list[int], event_ids: list[int]
+) -> None:
+    """Ingestion hook (settings.INGESTION_HOOKS): event triggers, waits for events and
+    conversion goals, for the events one batch stored. Idempotent: an event already
+    used for an entry, wake-up or conversion is not used again."""
+    from segments.models import Event
+
+    if not event_ids:
+        return
+    journeys = list(
+        Journey.objects.filter(
+            workspace_id=workspace_id, status=Journey.Status.LIVE
+        ).select_related("live_version")
+    )
+    if not journeys:
+        return
+    events = sorted(
+        Event.objects.filter(workspace_id=workspace_id, id__in=event_ids).exclude(profile_id=None),
+        key=lambda event: (event.timestamp, event.id),
+    )
+    touched: set[int] = set()
+    with transaction.atomic():
+        for event in events:
+            _goals(journeys, event)
+            touched |= _wake(workspace_id, event)
+            for journey in journeys:
+                definition = version_definition(journey.live_version)
+                trigger = next(node for node in definition.nodes if isinstance(node, TriggerNode))
+                spec = trigger.trigger
+                if not isinstance(spec, EventTrigger) or spec.event != event.name:
+                    continue
+                if not filters_match(event.properties, spec.filters):
+                    continue
+                if Enrollment.objects.filter(journey=journey, context__event__id=event.id).exists():
+                    continue  # this event already entered this journey (a replayed job)
+                enrollment = enroll(
+                    journey=journey,
+                    version=journey.live_version,
+                    profile_id=event.profile_id,
+                    event=event,
+                )
+                if enrollment is not None:
+                    touched.add(enrollment.pk)
+        if touched:
+            transaction.on_commit(lambda: advance_enqueue(sorted(touched)))
+
+
+def _wake(workspace_id: int, event) -> set[int]:
+    woken: set[int] = set()
+    waiting = (
+        Enrollment.objects.select_for_update(skip_locked=True)
+        .filter(
+            workspace_id=workspace_id,
+            profile_id=event.profile_id,
+            state=Enrollment.State.WAITING,
+            journey__status=Journey.Status.LIVE,
+        )
+        .select_related("version")
+    )
+    for enrollment in waiting:
+        parked = (enrollment.context or {}).get("parked") or {}
+        try:
+            node = _node(version_definition(enrollment.version), enrollment.current_node)
+        except KeyError:
+            continue
+        if not isinstance(node, WaitNode) or not isinstance(node.wait, WaitForEvent):
+            continue
+        if parked.get("node") != node.id or node.wait.event != event.name:
+            continue
+        if event.timestamp < datetime.fromisoformat(parked["at"]):
+            continue  # it happened before the wait began
+        if not filters_match(event.properties, node.wait.filters):
+            continue
+        context = dict(enrollment.context)
+        context["wake"] = {"node": node.id, "event": _event_data(event)}
+        now = timezone.now()
+        enrollment.context = context
+        enrollment.state = Enrollment.State.ACTIVE
+        enrollment.next_run_at = now
+        enrollment.updated_at = now
+        enrollment.save(update_fields=["context", "state", "next_run_at", "updated_at"])
+        woken.add(enrollment.pk)
+    return woken
+
+
+def _goals(journeys: list[Journey], event) -> set[int]:
+    """A conversion goal event exits the profile from the journey, as converted."""
+    converted: set[int] = set()
+    for journey in journeys:
+        goal = version_definition(journey.live_version).settings.goal
+        if (
+            goal is None
+            or goal.event != event.name
+            or not filters_match(event.properties, goal.filters)
+        ):
+            continue
+        enrollments = Enrollment.objects.select_for_update(skip_locked=True).filter(
+            journey=journey, profile_id=event.profile_id, state__in=Enrollment.OPEN_STATES
+        )
+        for enrollment in enrollments:
+            if event.timestamp < enrollment.entered_at:
+                continue
+            now = timezone.now()
+            StepLog.objects.get_or_create(
+                enrollment=enrollment,
+                node_id=GOAL_NODE,
+                visit=1,
+                defaults={
+                    "outcome": StepLog.Outcome.CONVERTED,
+                    "detail": {
+                        "reason": "converted",
+                        "event": _event_data(event),
+                        "at_node": enrollment.current_node,
+                    },
+                    "created_at": now,
+                },
+            )
+            enrollment.state = Enrollment.State.COMPLETED
+            enrollment.exit_reason = "converted"
+            enrollment.exited_at = now
+            enrollment.next_run_at = None
+            enrollment.locked_until = None
+            enrollment.updated_at = now
+            enrollment.save(
+                update_fields=[
+                    "state",
+                    "exit_reason",
+                    "exited_at",
+                    "next_run_at",
+                    "locked_until",
+                    "updated_at",
+                ]
+            )
+            converted.add(enrollment.pk)
+    return converted
+
+
+# --------------------------------------------------------------------------- scheduler
+
+
+def scheduler_duty() -> None:
+    """run_scheduler: hand due and orphaned (lease expired) enrollments to workers."""
+    now = timezone.now()
+    due = list(
+        Enrollment.objects.filter(
+            state__in=Enrollment.OPEN_STATES,
+            next_run_at__lte=now,
+            journey__status=Journey.Status.LIVE,
+        )
+        .exclude(locked_until__gt=now)
+        .order_by("next_run_at")
+        .values_list("pk", flat=True)[: CLAIM_BATCH * 10]
+    )
+    for start in range(0, len(due), CLAIM_BATCH):
+        advance_enqueue(due[start : start + CLAIM_BATCH])

@@ -1,0 +1,261 @@
+"""The executor on a real RQ worker (the embedded Redis), with the clock under test
+control: the abandoned-cart journey end to end, the goal exiting a profile mid-wait,
+waits for events with their timeout, splits, replayed jobs doing nothing twice."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import django_rq
+import pytest
+import time_machine
+from rq import SimpleWorker
+
+from content import services as content_services
+from delivery.models import Message
+from engagement_site.workspaces.services import AuditContext
+from journeys import executor, services
+from journeys.models import Enrollment, StepLog
+from journeys.nodes import SplitNode
+from segments.models import Event, Profile
+from tests.journeys.test_graph import ABANDONED_CART
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EDITOR = AuditContext.system("test marketer")
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+_ids = itertools.count()
+
+
+def _work() -> None:
+    """Run every queued job on a real worker (the journeys queue and the default one)."""
+    queues = [django_rq.get_queue("journeys"), django_rq.get_queue("default")]
+    SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
+
+
+def _track(profile, name: str, properties: dict, at: datetime) -> None:
+    """Store an event as ingestion does, then run the ingestion hook as its job would."""
+    event = Event.objects.create(
+        workspace_id=profile.workspace_id, profile=profile, name=name, properties=properties,
+        timestamp=at, message_id=f"m-{next(_ids)}",
+    )  # fmt: skip
+    executor.journeys_for_ingested_batch(
+        workspace_id=profile.workspace_id, profile_ids=[profile.pk], event_ids=[event.id]
+    )
+
+
+@pytest.fixture
+def cart_journey(workspace):
+    template = content_services.template_create(
+        workspace=workspace, name="Cart reminder", channel="email",
+        content={"default": {"subject": "Your cart", "html": "<p>Come back</p>"}}, context=EDITOR,
+    )  # fmt: skip
+    definition = copy.deepcopy(ABANDONED_CART)
+    definition["nodes"][3]["action"]["template_id"] = template.pk
+    journey = services.journey_create(
+        workspace=workspace, name="Abandoned cart", context=EDITOR, definition=definition
+    )
+    services.journey_publish(journey=journey, context=EDITOR)
+    journey.refresh_from_db()
+    return journey
+
+
+def _steps(enrollment) -> list[tuple[str, str, str]]:
+    return list(
+        enrollment.steps.order_by("created_at", "pk").values_list("node_id", "outcome", "port")
+    )
+
+
+def test_abandoned_cart_sends_the_email_after_an_hour_without_an_order(workspace, cart_journey):
+    ada = Profile.objects.create(workspace=workspace, user_id="ada", email="ada@example.com")
+    with time_machine.travel(T0, tick=False):
+        _track(ada, "checkout_started", {"value": 80}, T0)
+        _work()
+    enrollment = Enrollment.objects.get(journey=cart_journey, profile=ada)
+    assert (enrollment.state, enrollment.current_node, enrollment.next_run_at) == (
+        "waiting",
+        "hour",
+        T0 + timedelta(hours=1),
+    )
+    assert _steps(enrollment) == [("cart", "entered", "next")]
+
+    with time_machine.travel(T0 + timedelta(minutes=59), tick=False):
+        executor.scheduler_duty()
+        _work()
+    enrollment.refresh_from_db()
+    assert enrollment.state == "waiting"  # not yet
+    assert Message.objects.count() == 0
+
+    with time_machine.travel(T0 + timedelta(hours=1, seconds=5), tick=False):
+        executor.scheduler_duty()
+        _work()
+    enrollment.refresh_from_db()
+    assert (enrollment.state, enrollment.exit_reason, enrollment.current_node) == (
+        "exited",
+        "exit_node",
+        "done",
+    )
+    assert _steps(enrollment) == [
+        ("cart", "entered", "next"),
+        ("hour", "continued", "next"),
+        ("ordered", "branched", "no"),
+        ("email", "sent", "next"),
+        ("done", "exited", ""),
+    ]
+    message = Message.objects.get()
+    assert (message.profile, message.channel, message.node_id, message.status) == (
+        ada,
+        "email",
+        "email",
+        "queued",
+    )
+    assert message.template_version_id == int(
+        cart_journey.live_version.template_versions[str(message.template_version.template_id)]
+    )
+    assert message.idempotency_key == f"{enrollment.pk}:email:1"
+
+
+def test_an_order_during_the_wait_exits_at_the_goal_and_sends_nothing(workspace, cart_journey):
+    bo = Profile.objects.create(workspace=workspace, user_id="bo")
+    with time_machine.travel(T0, tick=False):
+        _track(bo, "checkout_started", {"value": 120}, T0)
+        _work()
+    with time_machine.travel(T0 + timedelta(minutes=20), tick=False):
+        _track(bo, "order_completed", {"revenue": 120}, T0 + timedelta(minutes=20))
+        _work()
+    enrollment = Enrollment.objects.get(journey=cart_journey, profile=bo)
+    assert (enrollment.state, enrollment.exit_reason, enrollment.next_run_at) == (
+        "completed",
+        "converted",
+        None,
+    )
+    assert _steps(enrollment) == [("cart", "entered", "next"), ("$goal", "converted", "")]
+    with time_machine.travel(T0 + timedelta(hours=2), tick=False):
+        executor.scheduler_duty()
+        _work()
+    assert Message.objects.count() == 0
+    assert _steps(enrollment) == [("cart", "entered", "next"), ("$goal", "converted", "")]
+
+
+def test_a_small_cart_does_not_enter_and_nobody_enters_twice(workspace, cart_journey):
+    cy = Profile.objects.create(workspace=workspace, user_id="cy")
+    with time_machine.travel(T0, tick=False):
+        _track(cy, "checkout_started", {"value": 30}, T0)
+        _track(cy, "checkout_started", {"value": 60}, T0 + timedelta(seconds=1))
+        _track(cy, "checkout_started", {"value": 70}, T0 + timedelta(seconds=2))
+        _work()
+    assert Enrollment.objects.filter(journey=cart_journey, profile=cy).count() == 1
+    assert Enrollment.objects.get(journey=cart_journey, profile=cy).context["event"][
+        "properties"
+    ] == {"value": 60}
+
+
+def test_a_job_enqueued_twice_does_nothing_the_second_time(workspace, cart_journey):
+    di = Profile.objects.create(workspace=workspace, user_id="di")
+    with time_machine.travel(T0, tick=False):
+        _track(di, "checkout_started", {"value": 99}, T0)
+        _work()
+    enrollment = Enrollment.objects.get(profile=di)
+    with time_machine.travel(T0 + timedelta(hours=2), tick=False):
+        executor.advance_enqueue([enrollment.pk])
+        executor.advance_enqueue([enrollment.pk])
+        executor.scheduler_duty()
+        _work()
+    assert StepLog.objects.filter(enrollment=enrollment).count() == 5
+    assert Message.objects.filter(profile=di).count() == 1
+    # Replaying the ingestion hook for the same event enters nobody again.
+    event = Event.objects.get(profile=di, name="checkout_started")
+    executor.journeys_for_ingested_batch(
+        workspace_id=workspace.pk, profile_ids=[di.pk], event_ids=[event.id]
+    )
+    assert Enrollment.objects.filter(profile=di).count() == 1
+
+
+def test_a_wait_for_an_event_takes_the_event_branch_or_times_out(workspace):
+    definition = {
+        "nodes": [
+            {"id": "signup", "type": "trigger", "trigger": {"kind": "event", "event": "signed_up"}},
+            {"id": "opened", "type": "wait", "wait": {"kind": "event", "event": "app_opened", "filters": [{"property": "platform", "op": "eq", "value": "ios"}], "timeout_seconds": 86400}},
+            {"id": "thanks", "type": "action", "action": {"kind": "update_attribute", "trait": "activated", "value": True}},
+            {"id": "nudge", "type": "action", "action": {"kind": "update_attribute", "trait": "activated", "value": False}},
+            {"id": "end", "type": "exit"},
+        ],
+        "edges": [
+            {"source": "signup", "target": "opened"},
+            {"source": "opened", "port": "on_event", "target": "thanks"},
+            {"source": "opened", "port": "on_timeout", "target": "nudge"},
+            {"source": "thanks", "target": "end"}, {"source": "nudge", "target": "end"},
+        ],
+    }  # fmt: skip
+    journey = services.journey_create(
+        workspace=workspace, name="Activation", context=EDITOR, definition=definition
+    )
+    services.journey_publish(journey=journey, context=EDITOR)
+    quick, slow = (
+        Profile.objects.create(workspace=workspace, user_id=name) for name in ("quick", "slow")
+    )
+    with time_machine.travel(T0, tick=False):
+        _track(quick, "signed_up", {}, T0)
+        _track(slow, "signed_up", {}, T0)
+        _work()
+    with time_machine.travel(T0 + timedelta(hours=3), tick=False):
+        _track(
+            quick, "app_opened", {"platform": "android"}, T0 + timedelta(hours=3)
+        )  # filtered out
+        _track(quick, "app_opened", {"platform": "ios"}, T0 + timedelta(hours=3))
+        _work()
+    quick.refresh_from_db()
+    assert quick.traits == {"activated": True}
+    assert Enrollment.objects.get(profile=slow).state == "waiting"
+    with time_machine.travel(T0 + timedelta(days=1, minutes=1), tick=False):
+        executor.scheduler_duty()
+        _work()
+    slow.refresh_from_db()
+    assert slow.traits == {"activated": False}
+    assert _steps(Enrollment.objects.get(profile=slow))[1] == ("opened", "continued", "on_timeout")
+    assert _steps(Enrollment.objects.get(profile=quick))[1] == ("opened", "continued", "on_event")
+
+
+def test_splits_are_deterministic_weighted_and_hold_some_out():
+    node = SplitNode.model_validate(
+        {
+            "id": "ab",
+            "type": "split",
+            "variants": [{"key": "a", "weight": 75}, {"key": "b", "weight": 25}],
+            "holdout_percent": 10,
+        }
+    )
+    branches = [
+        executor.split_branch(node, journey_id=1, profile_id=profile_id)
+        for profile_id in range(20_000)
+    ]
+    assert branches == [
+        executor.split_branch(node, journey_id=1, profile_id=profile_id)
+        for profile_id in range(20_000)
+    ]
+    shares = {key: branches.count(key) / len(branches) for key in ("a", "b", "holdout")}
+    assert abs(shares["holdout"] - 0.10) < 0.01
+    assert abs(shares["a"] - 0.675) < 0.015
+    assert abs(shares["b"] - 0.225) < 0.015
+
+
+def test_paused_journeys_do_not_advance_and_resume_where_they_were(workspace, cart_journey):
+    eve = Profile.objects.create(workspace=workspace, user_id="eve")
+    with time_machine.travel(T0, tick=False):
+        _track(eve, "checkout_started", {"value": 75}, T0)
+        _work()
+    services.journey_pause(journey=cart_journey, context=EDITOR)
+    with time_machine.travel(T0 + timedelta(hours=2), tick=False):
+        executor.scheduler_duty()
+        _work()
+    enrollment = Enrollment.objects.get(profile=eve)
+    assert (enrollment.state, enrollment.current_node) == ("waiting", "hour")
+    services.journey_resume(journey=cart_journey, context=EDITOR)
+    with time_machine.travel(T0 + timedelta(hours=2, minutes=1), tick=False):
+        executor.scheduler_duty()
+        _work()
+    enrollment.refresh_from_db()
+    assert enrollment.state == "exited"
+    assert Message.objects.filter(profile=eve).count() == 1
