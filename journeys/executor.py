@@ -56,6 +56,8 @@ MAX_STEPS_PER_RUN = 100
 MAX_ATTEMPTS = 5
 RETRY_DELAYS = (30, 120, 600, 1800)
 GOAL_NODE = "$goal"
+BREAKER_FAILURES = 10
+BREAKER_WINDOW = timedelta(minutes=10)
 JOURNEYS_QUEUE = "journeys"
 
 _definitions: dict[int, Definition] = {}
@@ -325,6 +327,29 @@ def _record_failure(enrollment_id: int, error: Exception, now: datetime) -> None
                 "next_run_at",
             ]
         )
+        _circuit_breaker(enrollment.journey_id, now)
+
+
+def _circuit_breaker(journey_id: int, now: datetime) -> None:
+    """Many failing enrollments in one journey pause it (with the latest error as the
+    reason) so a broken step does not burn through the audience; others run on."""
+    failing = Enrollment.objects.filter(
+        journey_id=journey_id, attempts__gt=0, updated_at__gte=now - BREAKER_WINDOW
+    )
+    if failing.count() < BREAKER_FAILURES:
+        return
+    journey = Journey.objects.filter(pk=journey_id, status=Journey.Status.LIVE).first()
+    if journey is None:
+        return
+    from engagement_site.workspaces.services import AuditContext
+    from journeys.services import journey_pause
+
+    error = failing.order_by("-updated_at").values_list("last_error", flat=True).first()
+    journey_pause(
+        journey=journey,
+        context=AuditContext.system("circuit breaker"),
+        reason=f"Paused after {BREAKER_FAILURES} failing steps in {int(BREAKER_WINDOW.total_seconds() // 60)} minutes. Latest: {error}",
+    )
 
 
 # --------------------------------------------------------------------------- nodes
@@ -720,3 +745,69 @@ def scheduler_duty() -> None:
     )
     for start in range(0, len(due), CLAIM_BATCH):
         advance_enqueue(due[start : start + CLAIM_BATCH])
+
+
+def journeys_for_segment_change(
+    *, workspace_id: int, segment_id: int, entered_ids: list[int], exited_ids: list[int]
+) -> None:
+    """Segment triggers enter the profiles that entered (or left) the segment; waits for
+    that change wake up."""
+    from journeys.nodes import SegmentTrigger
+
+    changes = {"entered": set(entered_ids), "exited": set(exited_ids)}
+    touched: set[int] = set()
+    with transaction.atomic():
+        for journey in Journey.objects.filter(
+            workspace_id=workspace_id, status=Journey.Status.LIVE
+        ).select_related("live_version"):
+            definition = version_definition(journey.live_version)
+            trigger = next(
+                node for node in definition.nodes if isinstance(node, TriggerNode)
+            ).trigger
+            if isinstance(trigger, SegmentTrigger) and trigger.segment_id == segment_id:
+                for profile_id in sorted(changes[trigger.on]):
+                    enrollment = enroll(
+                        journey=journey,
+                        version=journey.live_version,
+                        profile_id=profile_id,
+                        event={
+                            "name": f"segment {trigger.on}",
+                            "properties": {"segment_id": segment_id},
+                        },
+                    )
+                    if enrollment is not None:
+                        touched.add(enrollment.pk)
+        waiting = (
+            Enrollment.objects.select_for_update(skip_locked=True)
+            .filter(
+                workspace_id=workspace_id,
+                state=Enrollment.State.WAITING,
+                profile_id__in=changes["entered"] | changes["exited"],
+                journey__status=Journey.Status.LIVE,
+            )
+            .select_related("version")
+        )
+        now = timezone.now()
+        for enrollment in waiting:
+            try:
+                node = _node(version_definition(enrollment.version), enrollment.current_node)
+            except KeyError:
+                continue
+            wait = getattr(node, "wait", None)
+            if not isinstance(wait, WaitForSegment) or wait.segment_id != segment_id:
+                continue
+            if enrollment.profile_id not in changes[wait.on]:
+                continue
+            context = dict(enrollment.context)
+            context["wake"] = {
+                "node": node.id,
+                "event": {"name": f"segment {wait.on}", "segment_id": segment_id},
+            }
+            enrollment.context = context
+            enrollment.state = Enrollment.State.ACTIVE
+            enrollment.next_run_at = now
+            enrollment.updated_at = now
+            enrollment.save(update_fields=["context", "state", "next_run_at", "updated_at"])
+            touched.add(enrollment.pk)
+        if touched:
+            transaction.on_commit(lambda: advance_enqueue(sorted(touched)))

@@ -421,3 +421,39 @@ def journey_archive(*, journey: Journey, context: AuditContext) -> Journey:
         journey=journey, context=context, status=Journey.Status.ARCHIVED,
         allowed_from=(Journey.Status.DRAFT, Journey.Status.STOPPED), action="journey.archive", verb="archived",
     )  # fmt: skip
+
+
+def journey_enroll(
+    *, journey: Journey, profile_id: int, context: AuditContext, properties: dict | None = None
+) -> Enrollment | None:
+    """Enter a profile into a live journey with an API trigger. Returns the enrollment,
+    or None when the journey's entry rules keep the profile out (already in it,
+    re-entry, entry limit)."""
+    from journeys.executor import enroll, version_definition
+    from journeys.nodes import ApiTrigger, TriggerNode
+    from segments.models import Profile
+
+    if journey.status != Journey.Status.LIVE or journey.live_version is None:
+        raise JourneyStateError("Only a live journey takes entries.")
+    definition = version_definition(journey.live_version)
+    trigger = next(node for node in definition.nodes if isinstance(node, TriggerNode)).trigger
+    if not isinstance(trigger, ApiTrigger):
+        raise JourneyStateError("This journey starts from its own trigger, not from the API.")
+    if not Profile.objects.filter(workspace_id=journey.workspace_id, pk=profile_id).exists():
+        raise ValidationError({"profile_id": "No such profile in this workspace."})
+    with transaction.atomic():
+        enrollment = enroll(
+            journey=journey,
+            version=journey.live_version,
+            profile_id=profile_id,
+            event={"name": "api", "properties": properties or {}},
+        )
+        if enrollment is not None:
+            audit_record(
+                context=context,
+                action="journey.enroll",
+                workspace=journey.workspace,
+                target=journey,
+                changes={"profile_id": profile_id, "enrollment": enrollment.pk},
+            )
+    return enrollment

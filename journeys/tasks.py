@@ -9,3 +9,43 @@ def enrollments_advance_job(enrollment_ids: list[int]) -> int:
     from journeys.executor import advance_batch
 
     return advance_batch(enrollment_ids)
+
+
+def segment_change_job(
+    workspace_id: int, segment_id: int, entered_ids: list[int], exited_ids: list[int]
+) -> None:
+    """Profiles entered / left a segment: enter segment-triggered journeys, wake waits."""
+    from journeys.executor import journeys_for_segment_change
+
+    journeys_for_segment_change(
+        workspace_id=workspace_id,
+        segment_id=segment_id,
+        entered_ids=entered_ids,
+        exited_ids=exited_ids,
+    )
+
+
+def segment_change_enqueue(
+    *, workspace_id: int, segment_id: int, entered_ids: list[int], exited_ids: list[int]
+) -> None:
+    """Queue segment_change_job, after commit; never raises (a lost change is caught up
+    by nothing, so it is logged loudly)."""
+    import logging
+
+    import django_rq
+    from django.db import transaction
+
+    if not entered_ids and not exited_ids:
+        return
+
+    def enqueue() -> None:
+        try:
+            django_rq.get_queue("journeys", commit_mode="auto").enqueue(
+                segment_change_job, workspace_id, segment_id, entered_ids, exited_ids
+            )
+        except Exception:
+            logging.getLogger(__name__).exception(
+                "could not queue the segment change of %s", segment_id
+            )
+
+    transaction.on_commit(enqueue)

@@ -34,10 +34,18 @@ logger = logging.getLogger(__name__)
 def segment_membership_changed(
     *, segment: Segment, entered_ids: set[int], exited_ids: set[int], at: datetime
 ) -> None:
-    """Profiles entered and left `segment` at `at`: the hook the journey engine will
-    use as its segment trigger. Called after the membership rows are committed, once
+    """Profiles entered and left `segment` at `at`: the journey engine's segment
+    triggers and waits for a segment change (one job queued here). Called after the membership rows are committed, once
     per refresh that changed something. For now it only logs; it must stay cheap and
     must not raise (enqueue jobs here, do not run them)."""
+    from journeys.tasks import segment_change_enqueue
+
+    segment_change_enqueue(
+        workspace_id=segment.workspace_id,
+        segment_id=segment.pk,
+        entered_ids=sorted(entered_ids),
+        exited_ids=sorted(exited_ids),
+    )
     logger.info(
         "segment %s (workspace %s): %d entered, %d exited at %s",
         segment.pk,

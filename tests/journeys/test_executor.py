@@ -259,3 +259,124 @@ def test_paused_journeys_do_not_advance_and_resume_where_they_were(workspace, ca
     enrollment.refresh_from_db()
     assert enrollment.state == "exited"
     assert Message.objects.filter(profile=eve).count() == 1
+
+
+def test_segment_triggers_enter_the_profiles_that_enter_the_segment(workspace):
+    from segments.membership import segment_membership_refresh
+    from segments.models import Segment
+
+    segment = Segment.objects.create(
+        workspace=workspace,
+        name="Pro",
+        definition={"type": "attribute", "trait": "plan", "op": "eq", "value": "pro"},
+    )
+    definition = {
+        "nodes": [
+            {"id": "became_pro", "type": "trigger", "trigger": {"kind": "segment", "segment_id": segment.pk, "on": "entered"}},
+            {"id": "tag", "type": "action", "action": {"kind": "update_attribute", "trait": "welcomed_pro", "value": True}},
+            {"id": "end", "type": "exit"},
+        ],
+        "edges": [{"source": "became_pro", "target": "tag"}, {"source": "tag", "target": "end"}],
+    }  # fmt: skip
+    journey = services.journey_create(
+        workspace=workspace, name="Pro welcome", context=EDITOR, definition=definition
+    )
+    services.journey_publish(journey=journey, context=EDITOR)
+    pro = Profile.objects.create(workspace=workspace, user_id="pro", traits={"plan": "pro"})
+    free = Profile.objects.create(workspace=workspace, user_id="free", traits={"plan": "free"})
+    segment_membership_refresh(segment=segment)
+    _work()
+    pro.refresh_from_db()
+    free.refresh_from_db()
+    assert pro.traits == {"plan": "pro", "welcomed_pro": True}
+    assert free.traits == {"plan": "free"}
+    assert list(Enrollment.objects.values_list("profile__user_id", "state")) == [("pro", "exited")]
+
+
+def test_api_triggered_journeys_take_entries_from_the_service(workspace):
+    definition = {
+        "nodes": [
+            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "tag", "type": "action", "action": {"kind": "update_attribute", "trait": "vip", "value": True}},
+            {"id": "end", "type": "exit"},
+        ],
+        "edges": [{"source": "api", "target": "tag"}, {"source": "tag", "target": "end"}],
+        "settings": {"reentry": {"mode": "never"}},
+    }  # fmt: skip
+    journey = services.journey_create(
+        workspace=workspace, name="VIP", context=EDITOR, definition=definition
+    )
+    services.journey_publish(journey=journey, context=EDITOR)
+    journey.refresh_from_db()
+    ann = Profile.objects.create(workspace=workspace, user_id="ann")
+    first = services.journey_enroll(
+        journey=journey, profile_id=ann.pk, context=EDITOR, properties={"source": "crm"}
+    )
+    _work()
+    again = services.journey_enroll(journey=journey, profile_id=ann.pk, context=EDITOR)
+    assert first is not None and again is None  # re-entry: never
+    ann.refresh_from_db()
+    assert ann.traits == {"vip": True}
+    assert Enrollment.objects.get(profile=ann).context["event"] == {
+        "name": "api",
+        "properties": {"source": "crm"},
+    }
+
+
+def test_a_failing_step_is_retried_then_fails_and_many_failures_pause_the_journey(
+    workspace, monkeypatch
+):
+    from segments.models import Segment
+
+    segment = Segment.objects.create(
+        workspace=workspace, name="List", kind=Segment.Kind.STATIC, definition={}
+    )
+    definition = {
+        "nodes": [
+            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "add", "type": "action", "action": {"kind": "segment", "segment_id": segment.pk}},
+            {"id": "end", "type": "exit"},
+        ],
+        "edges": [{"source": "api", "target": "add"}, {"source": "add", "target": "end"}],
+        "settings": {"reentry": {"mode": "always"}},
+    }  # fmt: skip
+    journey = services.journey_create(
+        workspace=workspace, name="Listing", context=EDITOR, definition=definition
+    )
+    services.journey_publish(journey=journey, context=EDITOR)
+    journey.refresh_from_db()
+    segment.delete()  # the step now fails every time
+    people = [
+        Profile.objects.create(workspace=workspace, user_id=f"p{index}")
+        for index in range(executor.BREAKER_FAILURES)
+    ]
+    with time_machine.travel(T0, tick=False):
+        for person in people[:1]:
+            services.journey_enroll(journey=journey, profile_id=person.pk, context=EDITOR)
+        _work()
+    enrollment = Enrollment.objects.get(profile=people[0])
+    # The whole run rolled back: it starts again at the trigger, with nothing half-done.
+    assert (enrollment.state, enrollment.attempts, enrollment.current_node) == ("active", 1, "api")
+    assert enrollment.last_error.startswith("DoesNotExist")
+    assert enrollment.next_run_at == T0 + timedelta(seconds=30)
+    assert (
+        StepLog.objects.filter(enrollment=enrollment, node_id="add").count() == 0
+    )  # nothing half-done
+    with time_machine.travel(T0 + timedelta(seconds=31), tick=False):
+        for person in people[1:]:
+            services.journey_enroll(journey=journey, profile_id=person.pk, context=EDITOR)
+        executor.scheduler_duty()
+        _work()
+    journey.refresh_from_db()
+    assert journey.status == "paused"
+    assert journey.paused_reason.startswith(
+        f"Paused after {executor.BREAKER_FAILURES} failing steps in 10 minutes."
+    )
+
+
+def test_content_knows_which_journeys_use_a_template(workspace, cart_journey):
+    from content.models import Template
+
+    template = Template.objects.get(workspace=workspace, name="Cart reminder")
+    with pytest.raises(Exception, match="used by Abandoned cart"):
+        content_services.template_delete(template=template, context=EDITOR)
