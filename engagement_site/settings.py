@@ -308,6 +308,8 @@ SPECTACULAR_SETTINGS = {
         "AssetKind": "content.models.Asset.Kind",
         "AssetStatus": "content.models.Asset.Status",
         "TemplateChannel": "content.models.Channel",
+        "JourneyStatus": "journeys.models.Journey.Status",
+        "EnrollmentState": "journeys.models.Enrollment.State",
     },
 }
 

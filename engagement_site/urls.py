@@ -32,6 +32,7 @@ api_v1_patterns = [
     path("audit-log/", workspaces_api.AuditLogListApi.as_view(), name="api_audit_log"),
     path("", include("segments.api_urls")),
     path("", include("content.api_urls")),
+    path("", include("journeys.api_urls")),
 ]
 
 urlpatterns = [

@@ -457,3 +457,39 @@ def journey_enroll(
                 changes={"profile_id": profile_id, "enrollment": enrollment.pk},
             )
     return enrollment
+
+
+def journey_update(
+    *,
+    journey: Journey,
+    context: AuditContext,
+    name: str | None = None,
+    description: str | None = None,
+) -> Journey:
+    changes: dict[str, Any] = {}
+    if name is not None and name.strip() != journey.name:
+        changes["name"] = [
+            journey.name,
+            _check_name(workspace=journey.workspace, name=name, journey=journey),
+        ]
+        journey.name = changes["name"][1]
+    if description is not None and description != journey.description:
+        changes["description"] = [journey.description, description[:500]]
+        journey.description = description[:500]
+    if not changes:
+        return journey
+    with transaction.atomic():
+        try:
+            journey.save(update_fields=["name", "description"])
+        except IntegrityError:
+            raise ValidationError(
+                {"name": f"A journey named {journey.name!r} already exists."}
+            ) from None
+        audit_record(
+            context=context,
+            action="journey.update",
+            workspace=journey.workspace,
+            target=journey,
+            changes=changes,
+        )
+    return journey
