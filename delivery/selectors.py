@@ -1,1 +1,17 @@
 """Reads of the delivery app; every function takes the workspace."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from delivery.models import Message
+from engagement_site.workspaces.models import Workspace
+
+
+def profile_messages(*, workspace: Workspace, profile_id: int) -> QuerySet[Message]:
+    """The messages journeys decided for a profile, newest first."""
+    return (
+        Message.objects.filter(workspace=workspace, profile_id=profile_id)
+        .select_related("journey", "template_version__template")
+        .order_by("-created_at", "-pk")
+    )

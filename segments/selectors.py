@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.http import Http404
 from django.utils.dateparse import parse_datetime
 
@@ -450,3 +450,14 @@ def workspace_event_properties(
             found = {name: list(keys) for name, keys in cursor.fetchall()}
         cache.set(key, found, AUTOCOMPLETE_CACHE_SECONDS)
     return found
+
+
+def profile_segment_memberships(
+    *, workspace: Workspace, profile: Profile
+) -> QuerySet[SegmentMembership]:
+    """The profile's stays in segments, current ones first, then the latest."""
+    return (
+        SegmentMembership.objects.filter(workspace=workspace, profile=profile)
+        .select_related("segment")
+        .order_by(F("exited_at").desc(nulls_first=True), "-entered_at")
+    )

@@ -17,6 +17,7 @@ from segments.forms import TimelineFilterForm
 PROFILES_PER_PAGE = 50
 TIMELINE_PAGE_SIZE = 50
 TRAIT_CHANGES_SHOWN = 20
+PROFILE_LIST_SHOWN = 20
 SUMMARY_LENGTH = 140
 
 
@@ -59,6 +60,11 @@ def profile_detail(request: HttpRequest, profile_id: int) -> HttpResponse:
     if request.htmx and not request.htmx.history_restore_request:
         return render(request, "segments/_timeline_rows.html", timeline)
 
+    # The profile page shows what later stages did with the person (read through their
+    # selectors; imported here because those apps build on this one).
+    from delivery.selectors import profile_messages
+    from journeys.selectors import profile_trace
+
     traits = profile.traits if isinstance(profile.traits, dict) else {}
     trait_changes = selectors.profile_trait_changes(workspace=workspace, profile=profile)
     return render(
@@ -76,6 +82,18 @@ def profile_detail(request: HttpRequest, profile_id: int) -> HttpResponse:
             ],
             "trait_changes_shown": TRAIT_CHANGES_SHOWN,
             "event_names": selectors.profile_event_names(workspace=workspace, profile=profile),
+            "memberships": list(
+                selectors.profile_segment_memberships(workspace=workspace, profile=profile)[
+                    :PROFILE_LIST_SHOWN
+                ]
+            ),
+            "journey_trace": profile_trace(workspace=workspace, profile_id=profile.pk)[
+                :PROFILE_LIST_SHOWN
+            ],
+            "profile_messages": list(
+                profile_messages(workspace=workspace, profile_id=profile.pk)[:PROFILE_LIST_SHOWN]
+            ),
+            "shown": PROFILE_LIST_SHOWN,
         },
     )
 

@@ -380,3 +380,36 @@ def test_content_knows_which_journeys_use_a_template(workspace, cart_journey):
     template = Template.objects.get(workspace=workspace, name="Cart reminder")
     with pytest.raises(Exception, match="used by Abandoned cart"):
         content_services.template_delete(template=template, context=EDITOR)
+
+
+def test_the_profile_page_shows_the_journey_trace_and_messages(workspace, cart_journey, owner):
+    from django.urls import reverse
+
+    from tests.conftest import logged_in
+
+    ada = Profile.objects.create(workspace=workspace, user_id="ada")
+    with time_machine.travel(T0, tick=False):
+        _track(ada, "checkout_started", {"value": 80}, T0)
+        _work()
+    with time_machine.travel(T0 + timedelta(hours=1, seconds=1), tick=False):
+        executor.scheduler_duty()
+        _work()
+    html = (
+        logged_in(owner)
+        .get(
+            reverse(
+                "profile_detail", kwargs={"workspace_slug": workspace.slug, "profile_id": ada.pk}
+            )
+        )
+        .content.decode()
+    )
+    journeys = html[
+        html.index('data-testid="profile-journeys"') : html.index('data-testid="profile-messages"')
+    ]
+    assert "Abandoned cart" in journeys and "Exited: exit_node" in journeys
+    assert [node for node in ("cart", "hour", "ordered", "email", "done") if f'<span class="mono">{node}</span>' in journeys] == [
+        "cart", "hour", "ordered", "email", "done",
+    ]  # fmt: skip
+    assert "→ no" in journeys
+    messages = html[html.index('data-testid="profile-messages"') :]
+    assert "Cart reminder v1" in messages and "Queued" in messages

@@ -93,19 +93,19 @@ def _newest_first(profile: Profile, name: str = "") -> list[int]:
     return list(events.order_by("-timestamp", "-id").values_list("id", flat=True))
 
 
-def test_the_page_shows_identities_merges_history_and_placeholders(profile, owner):
+def test_the_page_shows_identities_merges_history_segments_journeys_and_messages(profile, owner):
     html = logged_in(owner).get(_url("profile_detail", profile)).content.decode()
     identities = html[html.index('data-testid="identities"') : html.index('data-testid="merges"')]
     assert "anon-ida" in identities and "ida-9" in identities
     merges = html[html.index('data-testid="merges"') : html.index('data-testid="trait-history"')]
     assert "#31337" in merges and "anon-ida-phone" in merges and ">7<" in merges
     history = html[
-        html.index('data-testid="trait-history"') : html.index('data-testid="placeholders"')
+        html.index('data-testid="trait-history"') : html.index('data-testid="profile-segments"')
     ]
     assert "WELCOME10" in history and "removed" in history and "identify" in history
-    for area in ("segments", "journeys", "messages"):
-        assert f'data-testid="placeholder-{area}"' in html
-    assert html.count("Not built yet") == 3
+    assert "In no segment." in html
+    assert "Not in any journey yet." in html
+    assert "No message yet." in html
 
 
 def test_the_timeline_select_lists_the_profiles_event_names(profile, owner, workspace):
@@ -192,9 +192,9 @@ def test_the_page_reads_a_fixed_number_of_queries(profile, owner, django_assert_
     client = logged_in(owner)
     client.get(_url("profile_detail", profile))
     # session, user, membership, profile, events page, identities, merges, trait
-    # history, event names, the switcher's memberships; the fragment stops after the
-    # events page.
-    with django_assert_num_queries(10):
+    # history, event names, segment memberships, journey enrollments, messages, the
+    # switcher's memberships; the fragment stops after the events page.
+    with django_assert_num_queries(13):
         client.get(_url("profile_detail", profile))
     with django_assert_num_queries(5):
         client.get(_url("profile_detail", profile), headers={"HX-Request": "true"})
