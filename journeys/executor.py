@@ -140,6 +140,14 @@ def enroll(
         entered_at=now,
         updated_at=now,
     )
+    reached = _goal_already_reached(enrollment, definition)
+    if reached is not None:
+        StepLog.objects.create(
+            enrollment=enrollment, node_id=trigger.id, visit=1, outcome=StepLog.Outcome.ENTERED,
+            port="next", detail={"event": (context.get("event") or {}).get("name", "")}, created_at=now,
+        )  # fmt: skip
+        _convert(enrollment, reached, now)
+        return enrollment
     transaction.on_commit(lambda: advance_enqueue([enrollment.pk]))
     return enrollment
 
@@ -572,7 +580,7 @@ def _goal_event(
 ) -> dict | None:
     from segments.models import Event
 
-    since = enrollment.entered_at
+    since = _entry_time(enrollment)
     candidates = Event.objects.filter(
         workspace_id=enrollment.workspace_id,
         profile_id=enrollment.profile_id,
@@ -640,7 +648,7 @@ def journeys_for_ingested_batch(
 def _wake(workspace_id: int, event) -> set[int]:
     woken: set[int] = set()
     waiting = (
-        Enrollment.objects.select_for_update(skip_locked=True)
+        Enrollment.objects.select_for_update()
         .filter(
             workspace_id=workspace_id,
             profile_id=event.profile_id,
@@ -675,6 +683,47 @@ def _wake(workspace_id: int, event) -> set[int]:
     return woken
 
 
+def _entry_time(enrollment: Enrollment) -> datetime:
+    """When the profile entered: its trigger event's time when it has one (ingestion
+    may run the trigger's hook after later events of the same person)."""
+    stamp = ((enrollment.context or {}).get("event") or {}).get("timestamp")
+    if isinstance(stamp, str):
+        try:
+            return min(datetime.fromisoformat(stamp), enrollment.entered_at)
+        except ValueError:
+            pass
+    return enrollment.entered_at
+
+
+def _convert(enrollment: Enrollment, event: dict, now: datetime) -> None:
+    StepLog.objects.get_or_create(
+        enrollment=enrollment,
+        node_id=GOAL_NODE,
+        visit=1,
+        defaults={
+            "outcome": StepLog.Outcome.CONVERTED,
+            "detail": {"reason": "converted", "event": event, "at_node": enrollment.current_node},
+            "created_at": now,
+        },
+    )
+    enrollment.state = Enrollment.State.COMPLETED
+    enrollment.exit_reason = "converted"
+    enrollment.exited_at = now
+    enrollment.next_run_at = None
+    enrollment.locked_until = None
+    enrollment.updated_at = now
+    enrollment.save(
+        update_fields=[
+            "state",
+            "exit_reason",
+            "exited_at",
+            "next_run_at",
+            "locked_until",
+            "updated_at",
+        ]
+    )
+
+
 def _goals(journeys: list[Journey], event) -> set[int]:
     """A conversion goal event exits the profile from the journey, as converted."""
     converted: set[int] = set()
@@ -686,45 +735,27 @@ def _goals(journeys: list[Journey], event) -> set[int]:
             or not filters_match(event.properties, goal.filters)
         ):
             continue
-        enrollments = Enrollment.objects.select_for_update(skip_locked=True).filter(
+        # Waits for a worker that is advancing the enrollment right now (no skip):
+        # a conversion must not be lost.
+        enrollments = Enrollment.objects.select_for_update().filter(
             journey=journey, profile_id=event.profile_id, state__in=Enrollment.OPEN_STATES
         )
         for enrollment in enrollments:
-            if event.timestamp < enrollment.entered_at:
+            entered = _entry_time(enrollment)
+            if not entered <= event.timestamp <= entered + timedelta(seconds=goal.window_seconds):
                 continue
-            now = timezone.now()
-            StepLog.objects.get_or_create(
-                enrollment=enrollment,
-                node_id=GOAL_NODE,
-                visit=1,
-                defaults={
-                    "outcome": StepLog.Outcome.CONVERTED,
-                    "detail": {
-                        "reason": "converted",
-                        "event": _event_data(event),
-                        "at_node": enrollment.current_node,
-                    },
-                    "created_at": now,
-                },
-            )
-            enrollment.state = Enrollment.State.COMPLETED
-            enrollment.exit_reason = "converted"
-            enrollment.exited_at = now
-            enrollment.next_run_at = None
-            enrollment.locked_until = None
-            enrollment.updated_at = now
-            enrollment.save(
-                update_fields=[
-                    "state",
-                    "exit_reason",
-                    "exited_at",
-                    "next_run_at",
-                    "locked_until",
-                    "updated_at",
-                ]
-            )
+            _convert(enrollment, _event_data(event), timezone.now())
             converted.add(enrollment.pk)
     return converted
+
+
+def _goal_already_reached(enrollment: Enrollment, definition: Definition) -> dict | None:
+    """The goal event, when the person did it after the trigger but before the entry was
+    processed (their events may be ingested out of order)."""
+    goal = definition.settings.goal
+    if goal is None:
+        return None
+    return _goal_event(enrollment, goal.event, goal.filters, goal.window_seconds)
 
 
 # --------------------------------------------------------------------------- scheduler
@@ -778,7 +809,7 @@ def journeys_for_segment_change(
                     if enrollment is not None:
                         touched.add(enrollment.pk)
         waiting = (
-            Enrollment.objects.select_for_update(skip_locked=True)
+            Enrollment.objects.select_for_update()
             .filter(
                 workspace_id=workspace_id,
                 state=Enrollment.State.WAITING,

@@ -413,3 +413,20 @@ def test_the_profile_page_shows_the_journey_trace_and_messages(workspace, cart_j
     assert "→ no" in journeys
     messages = html[html.index('data-testid="profile-messages"') :]
     assert "Cart reminder v1" in messages and "Queued" in messages
+
+
+def test_a_goal_event_ingested_before_its_trigger_still_converts(workspace, cart_journey):
+    """Batches of one person may be processed out of order: the order (a second later)
+    reaches the hook before the cart does. The entry sees the goal already reached."""
+    fay = Profile.objects.create(workspace=workspace, user_id="fay")
+    with time_machine.travel(T0 + timedelta(seconds=5), tick=False):
+        _track(fay, "order_completed", {"revenue": 90}, T0 + timedelta(seconds=1))
+        _track(fay, "checkout_started", {"value": 90}, T0)
+        _work()
+    enrollment = Enrollment.objects.get(profile=fay)
+    assert (enrollment.state, enrollment.exit_reason) == ("completed", "converted")
+    assert _steps(enrollment) == [("cart", "entered", "next"), ("$goal", "converted", "")]
+    with time_machine.travel(T0 + timedelta(hours=2), tick=False):
+        executor.scheduler_duty()
+        _work()
+    assert Message.objects.filter(profile=fay).count() == 0
