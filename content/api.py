@@ -17,7 +17,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +27,7 @@ from content.channels import CONTENT_MODELS, ContentError
 from content.diffing import content_diff
 from content.media import UploadRejected
 from content.models import Asset, Channel, Template, TemplateVersion
+from engagement_site.api import newest_first_pagination
 from engagement_site.workspaces.authentication import HasWorkspacePermission, api_workspace
 from engagement_site.workspaces.services import AuditContext
 from segments.api import MAX_PAGE_SIZE, PAGE_PARAMETERS, _page, _query
@@ -63,18 +63,6 @@ def _refusal(error: DjangoValidationError) -> APIException:
     if hasattr(error, "error_dict"):
         return serializers.ValidationError(error.message_dict)
     return Refused(" ".join(error.messages))
-
-
-class NewestCursor(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size_query_param = "page_size"
-    max_page_size = MAX_PAGE_SIZE
-
-
-class RecentlyChangedCursor(CursorPagination):
-    ordering = ("-updated_at", "-id")
-    page_size_query_param = "page_size"
-    max_page_size = MAX_PAGE_SIZE
 
 
 # --------------------------------------------------------------------------- assets
@@ -202,7 +190,7 @@ class AssetListApi(APIView):
             kind=query["kind"],
             folder=_folder(workspace, query["folder"]),
         )
-        paginator = NewestCursor()
+        paginator = newest_first_pagination("created_at", max_page_size=MAX_PAGE_SIZE)
         page = paginator.paginate_queryset(assets, request, view=self)
         return paginator.get_paginated_response(
             AssetOutput(page, many=True, context={"request": request}).data
@@ -490,7 +478,7 @@ class TemplateListApi(APIView):
         )
         if query["archived"]:
             templates = templates.filter(archived_at__isnull=False)
-        paginator = RecentlyChangedCursor()
+        paginator = newest_first_pagination("updated_at", max_page_size=MAX_PAGE_SIZE)
         page = paginator.paginate_queryset(templates, request, view=self)
         return paginator.get_paginated_response(TemplateOutput(page, many=True).data)
 

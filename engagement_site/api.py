@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -23,3 +24,13 @@ def exception_handler(exc, context) -> Response | None:
             "errors": detail,
         }
     return response
+
+
+def newest_first_pagination(time_field: str, *, max_page_size: int = 500) -> CursorPagination:
+    """Cursor pagination on (time_field, id), newest first: exact pages however rows
+    tie on time."""
+    paginator = CursorPagination()
+    paginator.ordering = (f"-{time_field}", "-id")
+    paginator.page_size_query_param = "page_size"
+    paginator.max_page_size = max_page_size
+    return paginator

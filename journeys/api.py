@@ -11,10 +11,10 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from engagement_site.api import newest_first_pagination
 from engagement_site.workspaces.authentication import HasWorkspacePermission, api_workspace
 from engagement_site.workspaces.services import AuditContext
 from journeys import selectors, services
@@ -167,18 +167,6 @@ class TraceOutput(serializers.Serializer):
     steps = StepOutput(many=True)
 
 
-class NewestCursor(CursorPagination):
-    ordering = ("-entered_at", "-id")
-    page_size_query_param = "page_size"
-    max_page_size = MAX_PAGE_SIZE
-
-
-class RecentlyChangedCursor(CursorPagination):
-    ordering = ("-updated_at", "-id")
-    page_size_query_param = "page_size"
-    max_page_size = MAX_PAGE_SIZE
-
-
 def _detail(journey: Journey) -> dict[str, Any]:
     return JourneyDetailOutput(journey).data
 
@@ -204,7 +192,7 @@ class JourneyListApi(APIView):
         journeys = selectors.workspace_journeys(
             workspace=workspace, status=_query(JourneyListQuery, request)["status"]
         )
-        paginator = RecentlyChangedCursor()
+        paginator = newest_first_pagination("updated_at", max_page_size=MAX_PAGE_SIZE)
         page = paginator.paginate_queryset(journeys, request, view=self)
         return paginator.get_paginated_response(JourneyOutput(page, many=True).data)
 
@@ -442,7 +430,7 @@ class JourneyEnrollmentsApi(APIView):
         enrollments = selectors.journey_enrollments(
             workspace=workspace, journey=journey, state=_query(EnrollmentQuery, request)["state"]
         )
-        paginator = NewestCursor()
+        paginator = newest_first_pagination("entered_at", max_page_size=MAX_PAGE_SIZE)
         page = paginator.paginate_queryset(enrollments, request, view=self)
         return paginator.get_paginated_response(EnrollmentOutput(page, many=True).data)
 
