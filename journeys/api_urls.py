@@ -14,6 +14,11 @@ urlpatterns = [
         "journeys/<int:journey_id>/check", api.JourneyCheckApi.as_view(), name="api_journey_check"
     ),
     path(
+        "journeys/<int:journey_id>/simulate",
+        api.JourneySimulateApi.as_view(),
+        name="api_journey_simulate",
+    ),
+    path(
         "journeys/<int:journey_id>/publish",
         api.JourneyPublishApi.as_view(),
         name="api_journey_publish",

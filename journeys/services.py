@@ -493,3 +493,57 @@ def journey_update(
             changes=changes,
         )
     return journey
+
+
+MAX_SIMULATED = 10_000
+
+
+def journey_simulate(
+    *,
+    journey: Journey,
+    definition: dict | None = None,
+    segment_id: int | None = None,
+    profile_ids: list[int] | None = None,
+    sample: int | None = None,
+    start=None,
+):
+    """Run the draft (or `definition`) over the members of a segment, given profiles,
+    or a sample of the most recently seen profiles, on simulated time. Sends nothing,
+    stores nothing. Raises DefinitionError for a draft that does not check."""
+    from journeys.simulation import simulate
+    from segments.models import Profile, Segment, SegmentMembership
+
+    workspace = journey.workspace
+    parsed = journey_check(journey=journey, definition=definition)
+    chosen = [value is not None for value in (segment_id, profile_ids, sample)]
+    if sum(chosen) != 1:
+        raise ValidationError({"audience": "Give one of segment_id, profile_ids or sample."})
+    if segment_id is not None:
+        if not Segment.objects.filter(workspace=workspace, pk=segment_id).exists():
+            raise ValidationError({"segment_id": "No such segment in this workspace."})
+        ids = list(
+            SegmentMembership.objects.filter(
+                workspace=workspace, segment_id=segment_id, exited_at__isnull=True
+            )
+            .order_by("profile_id")
+            .values_list("profile_id", flat=True)[:MAX_SIMULATED]
+        )
+    elif profile_ids is not None:
+        ids = list(
+            Profile.objects.filter(
+                workspace=workspace, pk__in=profile_ids[:MAX_SIMULATED]
+            ).values_list("pk", flat=True)
+        )
+    else:
+        ids = list(
+            Profile.objects.filter(workspace=workspace)
+            .order_by("-last_seen", "-id")
+            .values_list("pk", flat=True)[: min(sample, MAX_SIMULATED)]
+        )
+    return simulate(
+        workspace=workspace,
+        definition=parsed,
+        journey_id=journey.pk,
+        profile_ids=ids,
+        start=start or timezone.now(),
+    )

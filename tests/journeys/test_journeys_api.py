@@ -197,6 +197,7 @@ def test_every_journey_endpoint_is_in_the_openapi_schema(client):
     assert paths == {
         "/api/v1/journeys/", "/api/v1/journeys/{journey_id}/", "/api/v1/journeys/{journey_id}/draft",
         "/api/v1/journeys/{journey_id}/check", "/api/v1/journeys/{journey_id}/publish",
+        "/api/v1/journeys/{journey_id}/simulate",
         "/api/v1/journeys/{journey_id}/pause", "/api/v1/journeys/{journey_id}/resume",
         "/api/v1/journeys/{journey_id}/stop", "/api/v1/journeys/{journey_id}/archive",
         "/api/v1/journeys/{journey_id}/versions/", "/api/v1/journeys/{journey_id}/enrollments/",
