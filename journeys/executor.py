@@ -112,9 +112,11 @@ def enroll(
     profile_id: int,
     event=None,
     now: datetime | None = None,
+    enqueue: bool = True,
 ) -> Enrollment | None:
     """Enter a profile at the trigger, if the journey's entry rules allow. The caller
-    holds a transaction; the enrollment is advanced by a job queued on commit."""
+    holds a transaction; the enrollment is advanced by a job queued on commit (or, with
+    enqueue=False, by the caller, which batches many entries into one job)."""
     now = now or timezone.now()
     definition = version_definition(version)
     trigger = next(node for node in definition.nodes if isinstance(node, TriggerNode))
@@ -148,7 +150,8 @@ def enroll(
         )  # fmt: skip
         _convert(enrollment, reached, now)
         return enrollment
-    transaction.on_commit(lambda: advance_enqueue([enrollment.pk]))
+    if enqueue:
+        transaction.on_commit(lambda: advance_enqueue([enrollment.pk]))
     return enrollment
 
 
@@ -638,6 +641,7 @@ def journeys_for_ingested_batch(
                     version=journey.live_version,
                     profile_id=event.profile_id,
                     event=event,
+                    enqueue=False,
                 )
                 if enrollment is not None:
                     touched.add(enrollment.pk)
@@ -776,6 +780,7 @@ def scheduler_duty() -> None:
     )
     for start in range(0, len(due), CLAIM_BATCH):
         advance_enqueue(due[start : start + CLAIM_BATCH])
+    schedule_duty()
 
 
 def journeys_for_segment_change(
@@ -842,3 +847,110 @@ def journeys_for_segment_change(
             touched.add(enrollment.pk)
         if touched:
             transaction.on_commit(lambda: advance_enqueue(sorted(touched)))
+
+
+# --------------------------------------------------------------------------- scheduled triggers
+
+
+def schedule_due_fire(
+    trigger, *, published_at: datetime, last_fire: datetime | None, now: datetime
+) -> datetime | None:
+    """The fire time a scheduled trigger owes now, if any: the latest occurrence after
+    the last fire (or the publication) that is not in the future. Missed occurrences
+    are not replayed one by one: one fire catches up."""
+    from cronsim import CronSim
+
+    if trigger.at is not None:
+        at = trigger.at if trigger.at.tzinfo else trigger.at.replace(tzinfo=ZoneInfo("UTC"))
+        return at if last_fire is None and at <= now else None
+    try:
+        zone = ZoneInfo(trigger.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    start = (last_fire or published_at).astimezone(zone)
+    due = None
+    for occurrence in CronSim(trigger.cron, start):
+        if occurrence > now:
+            break
+        due = occurrence
+    return due
+
+
+def schedule_duty() -> None:
+    """run_scheduler: queue a fire for every scheduled journey that owes one."""
+    import django_rq
+
+    from journeys.models import ScheduleRun
+    from journeys.nodes import ScheduleTrigger
+    from journeys.tasks import schedule_fire_job
+
+    now = timezone.now()
+    for journey in Journey.objects.filter(status=Journey.Status.LIVE).select_related(
+        "live_version"
+    ):
+        definition = version_definition(journey.live_version)
+        trigger = next(node for node in definition.nodes if isinstance(node, TriggerNode)).trigger
+        if not isinstance(trigger, ScheduleTrigger):
+            continue
+        last = (
+            ScheduleRun.objects.filter(journey=journey)
+            .order_by("-fire_at")
+            .values_list("fire_at", flat=True)
+            .first()
+        )
+        due = schedule_due_fire(
+            trigger, published_at=journey.live_version.published_at, last_fire=last, now=now
+        )
+        if due is not None:
+            django_rq.get_queue(JOURNEYS_QUEUE).enqueue(
+                schedule_fire_job, journey.pk, due.isoformat()
+            )
+
+
+def schedule_fire(*, journey_id: int, fire_at: datetime) -> int:
+    """Enter the trigger segment's current members once for this fire time."""
+    from journeys.models import ScheduleRun
+    from segments.models import SegmentMembership
+
+    with transaction.atomic():
+        journey = (
+            Journey.objects.select_for_update(of=("self",))
+            .select_related("live_version")
+            .filter(pk=journey_id)
+            .first()
+        )
+        if journey is None or journey.status != Journey.Status.LIVE:
+            return 0
+        run, created = ScheduleRun.objects.get_or_create(
+            journey=journey, fire_at=fire_at, defaults={"version": journey.live_version}
+        )
+        if not created:
+            return 0
+        trigger = next(
+            node
+            for node in version_definition(journey.live_version).nodes
+            if isinstance(node, TriggerNode)
+        ).trigger
+        members = SegmentMembership.objects.filter(
+            workspace_id=journey.workspace_id, segment_id=trigger.segment_id, exited_at__isnull=True
+        ).values_list("profile_id", flat=True)
+        entered: list[int] = []
+        for profile_id in members.iterator():
+            enrollment = enroll(
+                journey=journey,
+                version=journey.live_version,
+                profile_id=profile_id,
+                event={"name": "scheduled", "properties": {"fire_at": fire_at.isoformat()}},
+                enqueue=False,
+            )
+            if enrollment is not None:
+                entered.append(enrollment.pk)
+        run.entered = len(entered)
+        run.save(update_fields=["entered"])
+
+        def enqueue_all() -> None:
+            for start in range(0, len(entered), CLAIM_BATCH):
+                advance_enqueue(entered[start : start + CLAIM_BATCH])
+
+        transaction.on_commit(enqueue_all)
+    return len(entered)

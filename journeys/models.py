@@ -181,3 +181,22 @@ class StepLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.enrollment_id} {self.node_id}#{self.visit} {self.outcome}"
+
+
+class ScheduleRun(models.Model):
+    """One firing of a scheduled trigger; unique per journey and time, so a fire is
+    never repeated (a re-run job enters nobody twice)."""
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="schedule_runs")
+    version = models.ForeignKey(JourneyVersion, on_delete=models.CASCADE, related_name="+")
+    fire_at = models.DateTimeField()
+    entered = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["journey", "fire_at"], name="schedule_run_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.journey_id} at {self.fire_at:%Y-%m-%d %H:%M}"

@@ -49,3 +49,12 @@ def segment_change_enqueue(
             )
 
     transaction.on_commit(enqueue)
+
+
+def schedule_fire_job(journey_id: int, fire_at: str) -> int:
+    """A scheduled trigger's fire: enter the segment's members (once per fire time)."""
+    from datetime import datetime
+
+    from journeys.executor import schedule_fire
+
+    return schedule_fire(journey_id=journey_id, fire_at=datetime.fromisoformat(fire_at))

@@ -430,3 +430,48 @@ def test_a_goal_event_ingested_before_its_trigger_still_converts(workspace, cart
         executor.scheduler_duty()
         _work()
     assert Message.objects.filter(profile=fay).count() == 0
+
+
+def test_a_scheduled_trigger_fires_once_per_occurrence_over_the_segment(workspace):
+    from journeys.models import ScheduleRun
+    from segments.models import Segment, SegmentMembership
+
+    segment = Segment.objects.create(
+        workspace=workspace, name="Weekly", kind=Segment.Kind.STATIC, definition={}
+    )
+    members = [
+        Profile.objects.create(workspace=workspace, user_id=f"w{index}") for index in range(3)
+    ]
+    for person in members[:2]:
+        SegmentMembership.objects.create(workspace=workspace, segment=segment, profile=person)
+    definition = {
+        "nodes": [
+            {"id": "monday", "type": "trigger", "trigger": {"kind": "schedule", "segment_id": segment.pk, "cron": "0 9 * * 1", "time_zone": "Europe/Paris"}},
+            {"id": "tag", "type": "action", "action": {"kind": "update_attribute", "trait": "digest", "value": True}},
+            {"id": "end", "type": "exit"},
+        ],
+        "edges": [{"source": "monday", "target": "tag"}, {"source": "tag", "target": "end"}],
+        "settings": {"reentry": {"mode": "always"}},
+    }  # fmt: skip
+    friday = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    with time_machine.travel(friday, tick=False):
+        journey = services.journey_create(
+            workspace=workspace, name="Digest", context=EDITOR, definition=definition
+        )
+        services.journey_publish(journey=journey, context=EDITOR)
+        executor.scheduler_duty()
+        _work()
+    assert ScheduleRun.objects.count() == 0  # Monday 09:00 Paris has not come
+    monday = datetime(2026, 11, 23, 8, 0, 30, tzinfo=UTC)  # 09:00:30 in Paris
+    with time_machine.travel(monday, tick=False):
+        executor.scheduler_duty()
+        executor.scheduler_duty()  # twice: the fire is still once
+        _work()
+    run = ScheduleRun.objects.get()
+    assert (run.fire_at, run.entered) == (datetime(2026, 11, 23, 8, 0, tzinfo=UTC), 2)
+    assert Profile.objects.filter(workspace=workspace, traits__digest=True).count() == 2
+    with time_machine.travel(monday + timedelta(days=7), tick=False):
+        executor.scheduler_duty()
+        _work()
+    assert list(ScheduleRun.objects.order_by("fire_at").values_list("entered", flat=True)) == [2, 2]
+    assert Enrollment.objects.filter(journey=journey).count() == 4
