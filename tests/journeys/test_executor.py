@@ -475,3 +475,171 @@ def test_a_scheduled_trigger_fires_once_per_occurrence_over_the_segment(workspac
         _work()
     assert list(ScheduleRun.objects.order_by("fire_at").values_list("entered", flat=True)) == [2, 2]
     assert Enrollment.objects.filter(journey=journey).count() == 4
+
+
+def _run_journey(workspace, name: str, nodes: list, edges: list, settings: dict | None = None):
+    definition = {"nodes": nodes, "edges": edges, "settings": settings or {}}
+    journey = services.journey_create(
+        workspace=workspace, name=name, context=EDITOR, definition=definition
+    )
+    services.journey_publish(journey=journey, context=EDITOR)
+    journey.refresh_from_db()
+    return journey
+
+
+def test_waits_until_a_date_and_until_a_time_of_day_in_the_profiles_zone(workspace):
+    journey = _run_journey(
+        workspace, "Morning",
+        [
+            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "nine", "type": "wait", "wait": {"kind": "until_time", "at": "09:00"}},
+            {"id": "launch", "type": "wait", "wait": {"kind": "until_date", "at": "2026-11-25T12:00:00Z"}},
+            {"id": "end", "type": "exit"},
+        ],
+        [{"source": "api", "target": "nine"}, {"source": "nine", "target": "launch"}, {"source": "launch", "target": "end"}],
+    )  # fmt: skip
+    tokyo = Profile.objects.create(workspace=workspace, user_id="tokyo", time_zone="Asia/Tokyo")
+    nowhere = Profile.objects.create(workspace=workspace, user_id="nowhere")
+    with time_machine.travel(T0, tick=False):  # 10:00 UTC = 19:00 in Tokyo
+        for person in (tokyo, nowhere):
+            services.journey_enroll(journey=journey, profile_id=person.pk, context=EDITOR)
+        _work()
+    assert Enrollment.objects.get(profile=tokyo).next_run_at == datetime(
+        2026, 11, 21, 0, 0, tzinfo=UTC
+    )  # 09:00 JST
+    assert Enrollment.objects.get(profile=nowhere).next_run_at == datetime(
+        2026, 11, 21, 9, 0, tzinfo=UTC
+    )  # UTC fallback
+    with time_machine.travel(datetime(2026, 11, 21, 9, 0, 1, tzinfo=UTC), tick=False):
+        executor.scheduler_duty()
+        _work()
+    assert {e.current_node for e in Enrollment.objects.all()} == {"launch"}
+    assert {e.next_run_at for e in Enrollment.objects.all()} == {
+        datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    }
+    with time_machine.travel(datetime(2026, 11, 25, 12, 0, 1, tzinfo=UTC), tick=False):
+        executor.scheduler_duty()
+        _work()
+    assert set(Enrollment.objects.values_list("state", flat=True)) == {"exited"}
+
+
+def test_event_conditions_goal_nodes_webhooks_static_segments_and_variants(workspace):
+    from segments.models import Segment, SegmentMembership
+
+    templates = {
+        name: content_services.template_create(workspace=workspace, name=name, channel=channel, content=content, context=EDITOR)
+        for name, channel, content in (
+            ("A", "push", {"default": {"title": "A"}}),
+            ("B", "push", {"default": {"title": "B"}}),
+            ("Hook", "webhook", {"default": {"url": "https://example.com/hook", "body": "{}"}}),
+        )
+    }  # fmt: skip
+    vips = Segment.objects.create(
+        workspace=workspace, name="VIPs", kind=Segment.Kind.STATIC, definition={}
+    )
+    journey = _run_journey(
+        workspace, "Mixed",
+        [
+            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "big", "type": "condition", "condition": {"kind": "event", "filters": [{"property": "total", "op": "gte", "value": 100}]}},
+            {"id": "ab", "type": "split", "variants": [{"key": "a", "weight": 1}, {"key": "b", "weight": 1}]},
+            {"id": "push", "type": "action", "action": {"kind": "message", "channel": "push", "template_id": templates["A"].pk, "variant_templates": {"b": templates["B"].pk}}},
+            {"id": "vip", "type": "action", "action": {"kind": "segment", "segment_id": vips.pk, "op": "add"}},
+            {"id": "hook", "type": "action", "action": {"kind": "webhook", "template_id": templates["Hook"].pk}},
+            {"id": "bought", "type": "goal", "event": "order_completed", "window_seconds": 3600},
+        ],
+        [
+            {"source": "api", "target": "big"}, {"source": "big", "port": "yes", "target": "vip"},
+            {"source": "big", "port": "no", "target": "ab"}, {"source": "ab", "port": "a", "target": "push"},
+            {"source": "ab", "port": "b", "target": "push"}, {"source": "push", "target": "bought"},
+            {"source": "vip", "target": "hook"}, {"source": "hook", "target": "bought"},
+        ],
+    )  # fmt: skip
+    rich = Profile.objects.create(workspace=workspace, user_id="rich")
+    others = [
+        Profile.objects.create(workspace=workspace, user_id=f"o{index}") for index in range(6)
+    ]
+    with time_machine.travel(T0, tick=False):
+        services.journey_enroll(
+            journey=journey, profile_id=rich.pk, context=EDITOR, properties={"total": 150}
+        )
+        for person in others:
+            services.journey_enroll(
+                journey=journey, profile_id=person.pk, context=EDITOR, properties={"total": 20}
+            )
+        _track(rich, "order_completed", {}, T0 + timedelta(seconds=1))
+        _work()
+    rich_enrollment = Enrollment.objects.get(profile=rich)
+    assert _steps(rich_enrollment) == [
+        ("api", "entered", "next"), ("big", "branched", "yes"), ("vip", "continued", "next"),
+        ("hook", "sent", "next"), ("bought", "converted", ""),
+    ]  # fmt: skip
+    assert (
+        SegmentMembership.objects.filter(segment=vips, exited_at__isnull=True)
+        .values_list("profile_id", flat=True)
+        .get()
+        == rich.pk
+    )
+    assert Message.objects.get(profile=rich).channel == "webhook"
+    pushes = {
+        m.profile_id: (m.variant, m.template_version.template.name)
+        for m in Message.objects.filter(channel="push")
+    }
+    assert len(pushes) == 6
+    assert all(template == variant.upper() for variant, template in pushes.values())
+    assert {variant for variant, _ in pushes.values()} == {"a", "b"}
+    assert set(Enrollment.objects.exclude(profile=rich).values_list("exit_reason", flat=True)) == {
+        "goal_not_reached"
+    }
+
+
+def test_holdout_and_shadow_mode_record_why_nothing_was_sent(workspace):
+    template = content_services.template_create(
+        workspace=workspace,
+        name="T",
+        channel="sms",
+        content={"default": {"body": "hi"}},
+        context=EDITOR,
+    )
+    nodes = [
+        {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+        {
+            "id": "ab",
+            "type": "split",
+            "variants": [{"key": "a", "weight": 1}],
+            "holdout_percent": 50,
+        },
+        {
+            "id": "sms",
+            "type": "action",
+            "action": {"kind": "message", "channel": "sms", "template_id": template.pk},
+        },
+        {"id": "end", "type": "exit"},
+    ]
+    edges = [
+        {"source": "api", "target": "ab"}, {"source": "ab", "port": "a", "target": "sms"},
+        {"source": "ab", "port": "holdout", "target": "sms"}, {"source": "sms", "target": "end"},
+    ]  # fmt: skip
+    held = _run_journey(workspace, "Held", nodes, edges)
+    shadow = _run_journey(workspace, "Shadow", nodes, edges, {"shadow_mode": True})
+    people = [
+        Profile.objects.create(workspace=workspace, user_id=f"h{index}") for index in range(12)
+    ]
+    for journey in (held, shadow):
+        for person in people:
+            services.journey_enroll(journey=journey, profile_id=person.pk, context=EDITOR)
+    _work()
+    held_messages = Message.objects.filter(journey=held)
+    reasons = set(held_messages.values_list("status", "reason"))
+    assert reasons == {("queued", ""), ("suppressed", "holdout")}
+    assert (
+        held_messages.filter(reason="holdout").count()
+        == StepLog.objects.filter(enrollment__journey=held, node_id="ab", port="holdout").count()
+    )
+    assert set(Message.objects.filter(journey=shadow).values_list("status", "reason", "is_shadow")) <= {
+        ("suppressed", "shadow_mode", True), ("suppressed", "holdout", False),
+    }  # fmt: skip
+    assert (
+        StepLog.objects.filter(enrollment__journey=shadow, node_id="sms", outcome="skipped").count()
+        == 12
+    )
