@@ -643,3 +643,37 @@ def test_holdout_and_shadow_mode_record_why_nothing_was_sent(workspace):
         StepLog.objects.filter(enrollment__journey=shadow, node_id="sms", outcome="skipped").count()
         == 12
     )
+
+
+def test_a_wait_for_a_segment_change_wakes_when_the_profile_enters(workspace):
+    from segments.membership import segment_membership_refresh
+    from segments.models import Segment
+
+    segment = Segment.objects.create(
+        workspace=workspace,
+        name="Paying",
+        definition={"type": "attribute", "trait": "plan", "op": "eq", "value": "pro"},
+    )
+    journey = _run_journey(
+        workspace, "Upgrade",
+        [
+            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "pays", "type": "wait", "wait": {"kind": "segment", "segment_id": segment.pk, "on": "entered", "timeout_seconds": 86400}},
+            {"id": "thanks", "type": "action", "action": {"kind": "update_attribute", "trait": "thanked", "value": True}},
+            {"id": "end", "type": "exit"},
+        ],
+        [
+            {"source": "api", "target": "pays"}, {"source": "pays", "port": "on_event", "target": "thanks"},
+            {"source": "pays", "port": "on_timeout", "target": "end"}, {"source": "thanks", "target": "end"},
+        ],
+    )  # fmt: skip
+    gus = Profile.objects.create(workspace=workspace, user_id="gus", traits={"plan": "free"})
+    services.journey_enroll(journey=journey, profile_id=gus.pk, context=EDITOR)
+    _work()
+    assert Enrollment.objects.get(profile=gus).state == "waiting"
+    Profile.objects.filter(pk=gus.pk).update(traits={"plan": "pro"})
+    segment_membership_refresh(segment=segment)
+    _work()
+    gus.refresh_from_db()
+    assert gus.traits == {"plan": "pro", "thanked": True}
+    assert _steps(Enrollment.objects.get(profile=gus))[1] == ("pays", "continued", "on_event")

@@ -203,3 +203,25 @@ def test_every_journey_endpoint_is_in_the_openapi_schema(client):
         "/api/v1/journeys/{journey_id}/versions/", "/api/v1/journeys/{journey_id}/enrollments/",
         "/api/v1/profiles/{profile_id}/journeys",
     }  # fmt: skip
+
+
+def test_the_journey_list_page_shows_status_version_and_people(workspace, owner):
+    from django.urls import reverse
+
+    from tests.conftest import logged_in
+
+    client = _client(workspace)
+    journey_id = _post(
+        client, "/api/v1/journeys/", {"name": "VIP", "definition": API_JOURNEY}
+    ).json()["id"]
+    _post(client, f"/api/v1/journeys/{journey_id}/publish")
+    ann = Profile.objects.create(workspace=workspace, user_id="ann")
+    _post(client, f"/api/v1/journeys/{journey_id}/enrollments/", {"profile_id": ann.pk})
+    html = (
+        logged_in(owner)
+        .get(reverse("journey_list", kwargs={"workspace_slug": workspace.slug}))
+        .content.decode()
+    )
+    row = html[html.index('data-testid="journeys"') :]
+    assert "VIP" in row and "Live" in row and "v1" in row
+    assert '<td class="num">1</td>' in row  # in it now / entered
