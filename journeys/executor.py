@@ -131,11 +131,20 @@ def enroll(
     context: dict[str, Any] = {"visits": {}}
     if event is not None:
         context["event"] = event if isinstance(event, dict) else _event_data(event)
+    trigger_event_id = (
+        getattr(event, "id", None) if event is not None and not isinstance(event, dict) else None
+    )
+    if (
+        trigger_event_id is not None
+        and Enrollment.objects.filter(journey=journey, trigger_event_id=trigger_event_id).exists()
+    ):
+        return None  # this event already entered this journey (a replayed job)
     enrollment = Enrollment.objects.create(
         workspace_id=journey.workspace_id,
         journey=journey,
         version=version,
         profile_id=profile_id,
+        trigger_event_id=trigger_event_id,
         state=Enrollment.State.ACTIVE,
         current_node=trigger.id,
         next_run_at=now,
@@ -651,8 +660,6 @@ def journeys_for_ingested_batch(
                     continue
                 if not filters_match(event.properties, spec.filters):
                     continue
-                if Enrollment.objects.filter(journey=journey, context__event__id=event.id).exists():
-                    continue  # this event already entered this journey (a replayed job)
                 enrollment = enroll(
                     journey=journey,
                     version=journey.live_version,

@@ -119,6 +119,9 @@ class Enrollment(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # The trigger event, the split variant, and variables steps store.
     context = models.JSONField(default=dict, blank=True)
+    # The stored event that made the profile enter (event triggers): one entry per event,
+    # so a replayed ingestion job cannot enter anyone twice.
+    trigger_event_id = models.BigIntegerField(null=True, blank=True)
     entered_at = models.DateTimeField(default=timezone.now)
     exited_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(max_length=40, blank=True)
@@ -126,6 +129,13 @@ class Enrollment(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["journey", "trigger_event_id"],
+                condition=models.Q(trigger_event_id__isnull=False),
+                name="enrollment_once_per_event",
+            )
+        ]
         indexes = [
             # The executor's claim: open enrollments by due time.
             models.Index(

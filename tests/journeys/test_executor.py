@@ -677,3 +677,30 @@ def test_a_wait_for_a_segment_change_wakes_when_the_profile_enters(workspace):
     gus.refresh_from_db()
     assert gus.traits == {"plan": "pro", "thanked": True}
     assert _steps(Enrollment.objects.get(profile=gus))[1] == ("pays", "continued", "on_event")
+
+
+def test_one_event_enters_a_journey_once_even_when_re_entry_is_always_allowed(workspace):
+    journey = _run_journey(
+        workspace, "Every click",
+        [
+            {"id": "click", "type": "trigger", "trigger": {"kind": "event", "event": "clicked"}},
+            {"id": "end", "type": "exit"},
+        ],
+        [{"source": "click", "target": "end"}],
+        {"reentry": {"mode": "always"}},
+    )  # fmt: skip
+    hal = Profile.objects.create(workspace=workspace, user_id="hal")
+    with time_machine.travel(T0, tick=False):
+        _track(hal, "clicked", {}, T0)
+        _work()
+        event = Event.objects.get(profile=hal)
+        for _ in range(2):  # the ingestion job replayed after the first entry finished
+            executor.journeys_for_ingested_batch(
+                workspace_id=workspace.pk, profile_ids=[hal.pk], event_ids=[event.id]
+            )
+            _work()
+        _track(hal, "clicked", {}, T0 + timedelta(seconds=1))  # a new click enters again
+        _work()
+    assert list(Enrollment.objects.filter(journey=journey).values_list("trigger_event_id", flat=True).order_by("pk")) == [
+        event.id, Event.objects.filter(profile=hal).order_by("timestamp").last().id,
+    ]  # fmt: skip
