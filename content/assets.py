@@ -21,6 +21,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from content.media import (
     UploadRejected,
@@ -41,6 +42,9 @@ PROCESS_QUEUE = "default"
 
 class AssetInUse(ValidationError):
     """The asset is referenced by templates (their names are in the message)."""
+
+    def __str__(self) -> str:  # the message itself, not ValidationError's list repr
+        return " ".join(self.messages)
 
 
 def normalize_tags(tags) -> list[str]:
@@ -145,25 +149,35 @@ def asset_process_enqueue(*, asset_id: int) -> None:
     django_rq.get_queue(PROCESS_QUEUE, commit_mode="auto").enqueue(asset_process_job, asset_id)
 
 
+class _AssetGone(Exception):
+    """The asset was deleted while its job ran."""
+
+
 def _progress(asset: Asset, percent: int) -> None:
+    # An UPDATE of the one column rather than save(): it writes nothing else a person
+    # may be changing meanwhile, and it notices an asset deleted mid-job.
     asset.progress = percent
-    asset.save(update_fields=["progress", "updated_at"])
+    if not Asset.objects.filter(pk=asset.pk).update(progress=percent, updated_at=timezone.now()):
+        raise _AssetGone
 
 
 def asset_process(*, asset_id: int) -> Asset | None:
-    """Read metadata and make the thumbnail. Safe to run twice (a ready asset is left
-    alone); a failure marks the asset failed with the reason, and does not raise."""
+    """Read metadata and make the thumbnail. Safe to run twice: a ready asset is left
+    alone, and the thumbnail has one name per asset, written over on a second run. A
+    failure marks the asset failed with the reason and does not raise; an asset deleted
+    meanwhile leaves no thumbnail behind."""
     asset = Asset.objects.filter(pk=asset_id).first()
     if asset is None or asset.status == Asset.Status.READY:
         return asset
     storage = storages["assets"]
+    thumbnail_name = ""
     try:
         _progress(asset, 10)
         if asset.kind == Asset.Kind.IMAGE:
             with storage.open(asset.file.name, "rb") as handle:
                 data = handle.read()
             _progress(asset, 40)
-            info = image_info(data, asset.mime_type)
+            info = image_info(data, asset.mime_type, name=asset.name)
         else:
             with (
                 storage.open(asset.file.name, "rb") as handle,
@@ -175,40 +189,41 @@ def asset_process(*, asset_id: int) -> Asset | None:
                     temporary.write(chunk)
                 temporary.flush()
                 _progress(asset, 40)
-                info = video_info(temporary.name)
+                info = video_info(temporary.name, asset.mime_type)
         _progress(asset, 80)
-        fields = [
-            "status",
-            "progress",
-            "error",
-            "width",
-            "height",
-            "frame_count",
-            "duration_ms",
-            "updated_at",
-        ]
         if info.thumbnail:
-            thumbnail_name = storage.save(
-                asset.file.name.rsplit(".", 1)[0] + ".thumb.webp", ContentFile(info.thumbnail)
-            )
+            wanted = f"{asset.file.name.rsplit('.', 1)[0]}.thumb.{info.thumbnail_extension}"
+            if storage.exists(wanted):  # a previous run's: replace it, keep the name
+                storage.delete(wanted)
+            thumbnail_name = storage.save(wanted, ContentFile(info.thumbnail))
             if asset.thumbnail and asset.thumbnail.name != thumbnail_name:
                 storage.delete(asset.thumbnail.name)
-            asset.thumbnail = thumbnail_name
-            fields.append("thumbnail")
-        asset.width = info.width if info.width is not None else asset.width
-        asset.height = info.height if info.height is not None else asset.height
-        asset.frame_count = info.frame_count if info.frame_count is not None else asset.frame_count
-        asset.duration_ms = info.duration_ms
-        asset.status = Asset.Status.READY
-        asset.progress = 100
-        asset.error = ""
-        asset.save(update_fields=fields)
+        updated = Asset.objects.filter(pk=asset.pk).update(
+            status=Asset.Status.READY,
+            progress=100,
+            error="",
+            thumbnail=thumbnail_name or asset.thumbnail.name or "",
+            width=info.width if info.width is not None else asset.width,
+            height=info.height if info.height is not None else asset.height,
+            frame_count=info.frame_count if info.frame_count is not None else asset.frame_count,
+            duration_ms=info.duration_ms,
+            updated_at=timezone.now(),
+        )
+        if not updated:
+            raise _AssetGone
+    except _AssetGone:
+        if thumbnail_name:
+            storage.delete(thumbnail_name)
+        return None
     except Exception as error:
         logger.exception("processing asset %s failed", asset_id)
-        asset.status = Asset.Status.FAILED
-        asset.error = f"{type(error).__name__}: {error}"[:1000]
-        asset.save(update_fields=["status", "error", "updated_at"])
-    return asset
+        reason = (
+            str(error) if isinstance(error, UploadRejected) else f"{type(error).__name__}: {error}"
+        )
+        Asset.objects.filter(pk=asset.pk).update(
+            status=Asset.Status.FAILED, error=reason[:1000], updated_at=timezone.now()
+        )
+    return Asset.objects.filter(pk=asset_id).first()
 
 
 def asset_update(
@@ -316,6 +331,8 @@ def asset_folder_create(
     name = " ".join((name or "").split())[:100]
     if not name:
         raise ValidationError("A folder needs a name.")
+    if parent is not None and parent.workspace_id != workspace.pk:
+        raise ValidationError("That parent folder is not in this workspace.")
     try:
         with transaction.atomic():
             folder = AssetFolder.objects.create(workspace=workspace, name=name, parent=parent)
