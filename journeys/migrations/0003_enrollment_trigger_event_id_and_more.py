@@ -4,21 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('journeys', '0002_schedulerun'),
-        ('segments', '0005_segment_size_history'),
-        ('workspaces', '0002_audit_log_append_only'),
+        ("journeys", "0002_schedulerun"),
+        ("segments", "0005_segment_size_history"),
+        ("workspaces", "0002_audit_log_append_only"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='enrollment',
-            name='trigger_event_id',
+            model_name="enrollment",
+            name="trigger_event_id",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.AddConstraint(
-            model_name='enrollment',
-            constraint=models.UniqueConstraint(condition=models.Q(('trigger_event_id__isnull', False)), fields=('journey', 'trigger_event_id'), name='enrollment_once_per_event'),
+            model_name="enrollment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("trigger_event_id__isnull", False)),
+                fields=("journey", "trigger_event_id"),
+                name="enrollment_once_per_event",
+            ),
         ),
     ]
