@@ -8,9 +8,11 @@ problem."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -27,13 +29,18 @@ from content.channels import CONTENT_MODELS, ContentError
 from content.diffing import content_diff
 from content.media import UploadRejected
 from content.models import Asset, Channel, Template, TemplateVersion
+from content.rendering import TemplateRenderError, build_context, render_content
 from engagement_site.api import newest_first_pagination
 from engagement_site.workspaces.authentication import HasWorkspacePermission, api_workspace
+from engagement_site.workspaces.models import Workspace
 from engagement_site.workspaces.services import AuditContext
 from segments.api import MAX_PAGE_SIZE, PAGE_PARAMETERS, _page, _query
+from segments.models import Profile
 from segments.segment_api import Refused, StrictInput
+from segments.selectors import profile_get, profile_list
 
 VIEW, EDIT = "content.view", "content.edit"
+ARCHIVED = "The template is archived; unarchive it to change its content."
 
 
 class Conflict(APIException):
@@ -48,10 +55,43 @@ class TooLarge(APIException):
     default_detail = "The file is too large."
 
 
-class RenderFailed(APIException):
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_code = "render_failed"
-    default_detail = "The template does not render."
+class MailServerRefused(APIException):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_code = "mail_server_refused"
+    default_detail = "The mail server did not take the message."
+
+
+# UploadRejected carries no kind, only its message, which starts with the file's name:
+# the size and quota refusals are told apart by how the message ends, which a file
+# name cannot fake ("quota.png" is not over the quota).
+_SIZE = r"[0-9.]+ (?:bytes|KB|MB|GB)"
+_TOO_LARGE = re.compile(
+    rf"(?:; (?:images|videos) may be at most {_SIZE}"
+    rf"|, over its quota of {_SIZE} \({_SIZE} used\)\. Delete unused media first)\.\Z"
+)
+
+
+def _upload_refusal(error: UploadRejected) -> APIException:
+    """413 for a file over its kind's size limit or over the workspace's quota; 400
+    for every other refusal (type, markup, pixel flood, polyglot, damage)."""
+    message = str(error)
+    if _TOO_LARGE.search(message):
+        return TooLarge(message)
+    return Refused(message)
+
+
+def _render_failed(error: TemplateRenderError) -> Response:
+    """422 naming the locale and field that failed, beside the usual code and message
+    (built here: the exception handler would file extra keys under `errors`)."""
+    return Response(
+        {
+            "code": "render_failed",
+            "message": str(error),
+            "locale": error.locale,
+            "field": error.field,
+        },
+        status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+    )
 
 
 def _content_errors(error: ContentError) -> serializers.ValidationError:
@@ -96,10 +136,13 @@ class AssetOutput(serializers.Serializer):
     uploaded_by = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
 
+    # The serving views are the UI's (session and membership), so the URLs open for
+    # members. The workspace comes from the context: asset.workspace would cost a query
+    # per asset of a list.
     def _url(self, name: str, asset: Asset) -> str:
-        path = reverse(name, kwargs={"workspace_slug": asset.workspace.slug, "asset_id": asset.pk})
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if request else path
+        workspace = self.context["workspace"]
+        path = reverse(name, kwargs={"workspace_slug": workspace.slug, "asset_id": asset.pk})
+        return self.context["request"].build_absolute_uri(path)
 
     def get_file_url(self, asset: Asset) -> str:
         return self._url("content_asset_file", asset)
@@ -128,7 +171,7 @@ class AssetDetailOutput(AssetOutput):
         }
     )
     def get_used_by(self, asset: Asset) -> list[dict[str, Any]]:
-        templates = selectors.asset_usages(workspace=asset.workspace, asset=asset)
+        templates = selectors.asset_usages(workspace=self.context["workspace"], asset=asset)
         return [{"id": template.pk, "name": template.name} for template in templates]
 
 
@@ -147,10 +190,16 @@ class AssetUploadInput(StrictInput):
     file = serializers.FileField(
         help_text="PNG, JPEG, GIF, WebP, SVG, MP4 or WebM; the type is read from the bytes."
     )
-    tags = serializers.CharField(
-        required=False, default="", allow_blank=True, help_text="Comma-separated."
+    tags = serializers.ListField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        default=list,
+        help_text='Repeat the field, or separate tags by commas ("spring, sale").',
     )
     folder = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+    def validate_tags(self, tags: list[str]) -> list[str]:
+        return [tag for value in tags for tag in value.split(",") if tag.strip()]
 
 
 class AssetUpdateInput(StrictInput):
@@ -162,10 +211,15 @@ class AssetUpdateInput(StrictInput):
     folder = serializers.IntegerField(required=False, allow_null=True)
 
 
-def _folder(workspace, folder_id: int | None):
+def _folder(workspace: Workspace, folder_id: int | None):
+    """The folder named by an id of the request: 404 when it is another workspace's."""
     if folder_id is None:
         return None
     return selectors.asset_folder_get(workspace=workspace, folder_id=folder_id)
+
+
+def _asset_context(request, workspace: Workspace) -> dict[str, Any]:
+    return {"request": request, "workspace": workspace}
 
 
 class AssetListApi(APIView):
@@ -193,7 +247,7 @@ class AssetListApi(APIView):
         paginator = newest_first_pagination("created_at", max_page_size=MAX_PAGE_SIZE)
         page = paginator.paginate_queryset(assets, request, view=self)
         return paginator.get_paginated_response(
-            AssetOutput(page, many=True, context={"request": request}).data
+            AssetOutput(page, many=True, context=_asset_context(request, workspace)).data
         )
 
     @extend_schema(
@@ -202,9 +256,10 @@ class AssetListApi(APIView):
         summary="Upload a media file",
         description="One file per request. The file is checked from its bytes before "
         "anything is stored: 400 names the problem (not an accepted type, an SVG with "
-        "script, a pixel flood, a polyglot, a damaged image); 413 when it is over its "
-        "kind's size limit or the workspace's quota. Metadata and the thumbnail are made "
-        "by a background job (`status` is `processing` until then). Audited (`asset.upload`).",
+        "script, a pixel flood, a polyglot, a damaged image); 413 (`too_large`) when it "
+        "is over its kind's size limit or the workspace's quota. Either way nothing is "
+        "stored. Metadata and the thumbnail are made by a background job (`status` is "
+        "`processing` until then). Audited (`asset.upload`).",
     )
     def post(self, request):
         payload = AssetUploadInput(data=request.data)
@@ -217,15 +272,12 @@ class AssetListApi(APIView):
                 uploaded_file=data["file"],
                 context=AuditContext.from_request(request),
                 folder=_folder(workspace, data["folder"]),
-                tags=[tag for tag in data["tags"].split(",") if tag.strip()],
+                tags=data["tags"],
             )
         except UploadRejected as error:
-            message = str(error)
-            if " may be at most " in message or "quota" in message:
-                raise TooLarge(message) from None
-            raise Refused(message) from None
+            raise _upload_refusal(error) from None
         return Response(
-            AssetDetailOutput(asset, context={"request": request}).data,
+            AssetDetailOutput(asset, context=_asset_context(request, workspace)).data,
             status=status.HTTP_201_CREATED,
         )
 
@@ -237,8 +289,9 @@ class AssetApi(APIView):
 
     @extend_schema(responses=AssetDetailOutput, summary="Get a media asset")
     def get(self, request, asset_id: int):
-        asset = selectors.asset_get(workspace=api_workspace(request).workspace, asset_id=asset_id)
-        return Response(AssetDetailOutput(asset, context={"request": request}).data)
+        workspace = api_workspace(request).workspace
+        asset = selectors.asset_get(workspace=workspace, asset_id=asset_id)
+        return Response(AssetDetailOutput(asset, context=_asset_context(request, workspace)).data)
 
     @extend_schema(
         request=AssetUpdateInput,
@@ -260,7 +313,7 @@ class AssetApi(APIView):
             )
         except DjangoValidationError as error:
             raise _refusal(error) from None
-        return Response(AssetDetailOutput(asset, context={"request": request}).data)
+        return Response(AssetDetailOutput(asset, context=_asset_context(request, workspace)).data)
 
     @extend_schema(
         parameters=[
@@ -293,7 +346,14 @@ class FolderOutput(serializers.Serializer):
 
 class FolderInput(StrictInput):
     name = serializers.CharField(max_length=100)
-    parent = serializers.IntegerField(required=False, allow_null=True, default=None)
+    parent = serializers.IntegerField(
+        required=False, allow_null=True, default=None, help_text="Default: at the top."
+    )
+
+
+# Renaming only: the services have no move, so `parent` is refused, not ignored.
+class FolderRenameInput(StrictInput):
+    name = serializers.CharField(max_length=100)
 
 
 class FolderListApi(APIView):
@@ -306,7 +366,10 @@ class FolderListApi(APIView):
         return Response(FolderOutput(folders, many=True).data)
 
     @extend_schema(
-        request=FolderInput, responses={201: FolderOutput}, summary="Create an asset folder"
+        request=FolderInput,
+        responses={201: FolderOutput},
+        summary="Create an asset folder",
+        description="400 when the name is taken beside it. Audited (`asset_folder.create`).",
     )
     def post(self, request):
         payload = FolderInput(data=request.data)
@@ -328,11 +391,16 @@ class FolderApi(APIView):
     permission_classes = [HasWorkspacePermission]
     required_permissions = {"PATCH": EDIT, "DELETE": EDIT}
 
-    @extend_schema(request=FolderInput, responses=FolderOutput, summary="Rename an asset folder")
+    @extend_schema(
+        request=FolderRenameInput,
+        responses=FolderOutput,
+        summary="Rename an asset folder",
+        description="Audited (`asset_folder.rename`).",
+    )
     def patch(self, request, folder_id: int):
         workspace = api_workspace(request).workspace
         folder = selectors.asset_folder_get(workspace=workspace, folder_id=folder_id)
-        payload = FolderInput(data=request.data)
+        payload = FolderRenameInput(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
             folder = asset_services.asset_folder_rename(
@@ -347,7 +415,8 @@ class FolderApi(APIView):
     @extend_schema(
         responses={204: None},
         summary="Delete an asset folder",
-        description="Its assets stay, in no folder.",
+        description="With its sub-folders; their assets stay, in no folder. Audited "
+        "(`asset_folder.delete`).",
     )
     def delete(self, request, folder_id: int):
         folder = selectors.asset_folder_get(
@@ -522,8 +591,10 @@ class TemplateApi(APIView):
         responses=TemplateOutput,
         summary="Change a template",
         description="Name, description, tags, and content (a new version when it "
-        "differs). With `base_version`, a save made by someone else since then is "
-        "answered 409 and nothing is written. Audited (`template.update`, `template.save`).",
+        "differs). All or nothing: with `base_version`, a save made by someone else since "
+        "then is answered 409 and nothing is written, nor is anything when one field is "
+        "refused. 409 for new content of an archived template. Audited "
+        "(`template.update`, `template.save`).",
     )
     def patch(self, request, template_id: int):
         workspace = api_workspace(request).workspace
@@ -533,24 +604,26 @@ class TemplateApi(APIView):
         data = payload.validated_data
         context = AuditContext.from_request(request)
         if template.archived_at is not None and "content" in data:
-            raise Conflict("The template is archived; unarchive it to change its content.")
+            raise Conflict(ARCHIVED)
         try:
-            if "content" in data:
-                services.template_save(
-                    template=template,
-                    content=data["content"],
-                    context=context,
-                    base_version=data.get("base_version"),
-                    note=data.get("note", ""),
-                )
-            if {"name", "description", "tags"} & set(data):
-                services.template_update(
-                    template=template,
-                    context=context,
-                    name=data.get("name"),
-                    description=data.get("description"),
-                    tags=data.get("tags"),
-                )
+            # One transaction: a taken name must not leave the new version saved.
+            with transaction.atomic():
+                if "content" in data:
+                    services.template_save(
+                        template=template,
+                        content=data["content"],
+                        context=context,
+                        base_version=data.get("base_version"),
+                        note=data["note"],
+                    )
+                if {"name", "description", "tags"} & set(data):
+                    services.template_update(
+                        template=template,
+                        context=context,
+                        name=data.get("name"),
+                        description=data.get("description"),
+                        tags=data.get("tags"),
+                    )
         except services.TemplateConflict as error:
             raise Conflict(" ".join(error.messages)) from None
         except ContentError as error:
@@ -638,7 +711,9 @@ class TemplateRestoreApi(APIView):
         request=None,
         responses=TemplateOutput,
         summary="Restore a version",
-        description="Its content becomes a new current version. Audited (`template.restore`).",
+        description="Its content becomes a new current version (none when it is the "
+        "current content already). 409 for an archived template. Audited "
+        "(`template.restore`).",
     )
     def post(self, request, template_id: int, number: int):
         workspace = api_workspace(request).workspace
@@ -646,6 +721,8 @@ class TemplateRestoreApi(APIView):
         version = selectors.template_version_get(
             workspace=workspace, template=template, number=number
         )
+        if template.archived_at is not None:
+            raise Conflict(ARCHIVED)
         try:
             services.template_restore(
                 template=template, version=version, context=AuditContext.from_request(request)
@@ -659,9 +736,14 @@ class TemplateRestoreApi(APIView):
         )
 
 
+# ?from=1&to=3, as the versions page has it; `from` is a Python keyword, hence
+# get_fields rather than class attributes.
 class DiffQuery(serializers.Serializer):
-    from_version = serializers.IntegerField(min_value=1)
-    to_version = serializers.IntegerField(min_value=1)
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "from": serializers.IntegerField(min_value=1, help_text="The older version."),
+            "to": serializers.IntegerField(min_value=1, help_text="The newer version."),
+        }
 
 
 class FieldDiffOutput(serializers.Serializer):
@@ -682,17 +764,18 @@ class TemplateDiffApi(APIView):
         parameters=[DiffQuery],
         responses=FieldDiffOutput(many=True),
         summary="Compare two versions",
-        description="Every field that differs, line by line.",
+        description="Every field that differs, line by line; 404 for a version the "
+        "template does not have.",
     )
     def get(self, request, template_id: int):
         workspace = api_workspace(request).workspace
         template = selectors.template_get(workspace=workspace, template_id=template_id)
         query = _query(DiffQuery, request)
         old = selectors.template_version_get(
-            workspace=workspace, template=template, number=query["from_version"]
+            workspace=workspace, template=template, number=query["from"]
         )
         new = selectors.template_version_get(
-            workspace=workspace, template=template, number=query["to_version"]
+            workspace=workspace, template=template, number=query["to"]
         )
         diffs = content_diff(old.content, new.content)
         return Response(
@@ -708,6 +791,12 @@ class TemplateDiffApi(APIView):
         )
 
 
+class EventInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    properties = serializers.DictField(required=False, default=dict)
+    timestamp = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
 class RenderInput(StrictInput):
     profile_id = serializers.IntegerField(required=False, help_text="Render for this profile.")
     user_id = serializers.CharField(
@@ -716,59 +805,92 @@ class RenderInput(StrictInput):
     locale = serializers.CharField(
         required=False, allow_blank=True, default=None, help_text="Default: the profile's locale."
     )
-    event = serializers.DictField(
-        required=False, help_text="The trigger event: {name, properties, timestamp}."
-    )
+    event = EventInput(required=False, help_text="The trigger event `{{ event.* }}` reads.")
     version = serializers.IntegerField(required=False, help_text="Default: the current version.")
     content = ContentField(
         required=False, help_text="Render this unsaved content instead of a version."
     )
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        for one, other in (("profile_id", "user_id"), ("version", "content")):
+            if one in attrs and other in attrs:
+                raise serializers.ValidationError({other: [f"Give {one} or {other}, not both."]})
+        return attrs
+
 
 class RenderOutput(serializers.Serializer):
     locale = serializers.CharField(help_text="The translation used (fr-CA -> fr -> default).")
-    version = serializers.IntegerField(allow_null=True)
+    version = serializers.IntegerField(
+        allow_null=True, help_text="The version rendered; null for unsaved content."
+    )
     fields = serializers.DictField(
         help_text="Every field rendered; email adds inlined HTML and the text part."
     )
     sms = serializers.DictField(
         allow_null=True, help_text="SMS only: encoding, characters, segments."
     )
-    warnings = serializers.ListField(child=serializers.DictField())
+    warnings = serializers.ListField(
+        child=serializers.DictField(), help_text="The version's (or the content's) warnings."
+    )
+
+
+class RenderFailedOutput(serializers.Serializer):
+    code = serializers.CharField(default="render_failed")
+    message = serializers.CharField(help_text='"locale.field: what went wrong".')
+    locale = serializers.CharField()
+    field = serializers.CharField()
+
+
+def _render_profile(workspace: Workspace, data: dict[str, Any]) -> Profile | None:
+    """The profile named by id or user id, inside the workspace (404 otherwise)."""
+    if "profile_id" in data:
+        return profile_get(workspace=workspace, profile_id=data["profile_id"])
+    if data.get("user_id"):
+        profile = profile_list(workspace=workspace, user_id=data["user_id"]).first()
+        if profile is None:
+            raise Http404("No profile with that user id in this workspace.")
+        return profile
+    return None
+
+
+def _sms_stats(rendered) -> dict[str, Any] | None:
+    sms = rendered.sms
+    if sms is None:
+        return None
+    return {
+        "encoding": sms.encoding,
+        "characters": sms.characters,
+        "segments": sms.segments,
+        "per_segment": sms.per_segment,
+        "remaining": sms.remaining,
+    }
 
 
 class TemplateRenderApi(APIView):
     permission_classes = [HasWorkspacePermission]
+    # A preview writes nothing: whoever may read the template may see it rendered.
     required_permissions = {"POST": VIEW}
 
     @extend_schema(
         request=RenderInput,
-        responses=RenderOutput,
+        responses={200: RenderOutput, 422: RenderFailedOutput},
         summary="Render a template",
         description="Render a version (or unsaved content) for a profile of this "
         "workspace, in its locale, with a trigger event; nothing is sent or stored. "
-        "404 for an unknown profile; 422 (`render_failed`) when the template does not "
-        'render, with a message naming the locale and field ("fr.subject: ...").',
+        "404 for a profile or version this workspace does not have; 400 with `errors` "
+        'keyed "locale.field" for unsaved content that does not validate; 422 '
+        "(`render_failed`) when the template does not render, naming the `locale` and "
+        "`field`.",
     )
     def post(self, request, template_id: int):
-        from content.rendering import TemplateRenderError, build_context, render_content
-        from segments.models import Profile
-        from segments.selectors import profile_get
-
         workspace = api_workspace(request).workspace
         template = selectors.template_get(workspace=workspace, template_id=template_id)
         payload = RenderInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        profile = None
-        if "profile_id" in data:
-            profile = profile_get(workspace=workspace, profile_id=data["profile_id"])
-        elif data.get("user_id"):
-            profile = Profile.objects.filter(workspace=workspace, user_id=data["user_id"]).first()
-            if profile is None:
-                raise Http404("No profile with that user id in this workspace.")
+        profile = _render_profile(workspace, data)
         version_number = None
-        warnings: list = []
         if "content" in data:
             try:
                 content, warnings = services.template_content_check(
@@ -785,41 +907,38 @@ class TemplateRenderApi(APIView):
                 else template.current_version
             )
             content, version_number, warnings = version.content, version.number, version.warnings
-        locale = (
-            data["locale"] if data["locale"] is not None else (profile.locale if profile else "")
-        )
+        locale = data["locale"] if data["locale"] is not None else _profile_locale(profile)
         context = build_context(workspace=workspace, profile=profile, event=data.get("event"))
         try:
             rendered = render_content(
                 channel=template.channel, content=content, locale=locale, context=context
             )
         except TemplateRenderError as error:
-            raise RenderFailed(str(error)) from None
-        sms = rendered.sms
+            return _render_failed(error)
         return Response(
-            {
-                "locale": rendered.locale,
-                "version": version_number,
-                "fields": rendered.fields,
-                "sms": None
-                if sms is None
-                else {
-                    "encoding": sms.encoding,
-                    "characters": sms.characters,
-                    "segments": sms.segments,
-                    "per_segment": sms.per_segment,
-                    "remaining": sms.remaining,
-                },
-                "warnings": warnings,
-            }
+            RenderOutput(
+                {
+                    "locale": rendered.locale,
+                    "version": version_number,
+                    "fields": rendered.fields,
+                    "sms": _sms_stats(rendered),
+                    "warnings": warnings,
+                }
+            ).data
         )
+
+
+def _profile_locale(profile: Profile | None) -> str:
+    return profile.locale if profile is not None else ""
 
 
 class TestSendInput(StrictInput):
     to = serializers.CharField(max_length=254, help_text="An email address (email templates).")
-    locale = serializers.CharField(required=False, allow_blank=True, default="")
+    locale = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Default: the profile's locale."
+    )
     profile_id = serializers.IntegerField(required=False, help_text="Personalize for this profile.")
-    event = serializers.DictField(required=False)
+    event = EventInput(required=False, help_text="The trigger event `{{ event.* }}` reads.")
 
 
 class TestSendOutput(serializers.Serializer):
@@ -828,36 +947,32 @@ class TestSendOutput(serializers.Serializer):
 
 class TemplateTestSendApi(APIView):
     permission_classes = [HasWorkspacePermission]
+    # As in the editor: whoever may preview may send the preview to one address.
     required_permissions = {"POST": VIEW}
 
     @extend_schema(
         request=TestSendInput,
-        responses=TestSendOutput,
+        responses={200: TestSendOutput, 422: RenderFailedOutput},
         summary="Send a test of the current version",
-        description="Once, to one address, subject prefixed [Test]. 409 for channels "
-        "without a configured delivery channel yet; 422 when the version does not "
-        "render. Audited (`template.test_send`, without the address).",
+        description="Once, to one address, subject prefixed [Test]. 400 for an address "
+        "that is not one; 404 for a profile this workspace does not have; 409 for "
+        "channels without a configured delivery channel yet; 422 (`render_failed`) when "
+        "the version does not render; 502 when the mail server refuses the message. "
+        "Audited (`template.test_send`, without the address).",
     )
     def post(self, request, template_id: int):
-        from content.rendering import TemplateRenderError, build_context
-        from segments.selectors import profile_get
-
         workspace = api_workspace(request).workspace
         template = selectors.template_get(workspace=workspace, template_id=template_id)
         payload = TestSendInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        profile = (
-            profile_get(workspace=workspace, profile_id=data["profile_id"])
-            if "profile_id" in data
-            else None
-        )
+        profile = _render_profile(workspace, data)
         context = build_context(workspace=workspace, profile=profile, event=data.get("event"))
         try:
             detail = services.template_send_test(
                 template=template,
                 version=template.current_version,
-                locale=data["locale"] or (profile.locale if profile else ""),
+                locale=data["locale"] or _profile_locale(profile),
                 render_context=context,
                 to=data["to"],
                 context=AuditContext.from_request(request),
@@ -865,10 +980,12 @@ class TemplateTestSendApi(APIView):
         except services.TestSendUnavailable as error:
             raise Conflict(" ".join(error.messages)) from None
         except TemplateRenderError as error:
-            raise RenderFailed(str(error)) from None
+            return _render_failed(error)
         except DjangoValidationError as error:
             raise _refusal(error) from None
-        return Response({"detail": detail})
+        except OSError as error:  # SMTP down or refusing
+            raise MailServerRefused(f"The mail server did not take the message: {error}") from None
+        return Response(TestSendOutput({"detail": detail}).data)
 
 
 class ChannelFieldOutput(serializers.Serializer):
