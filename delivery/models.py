@@ -1,9 +1,11 @@
 """Models of the delivery app.
 
 A Message is one send decided by a journey step. Its idempotency key (enrollment,
-node, visit) is unique, so a step that runs twice cannot create a second message;
-channels send it once and record what happened. (The channel plug-ins, policies and
-provider callbacks that fill the remaining fields are the delivery issue's.)
+node, visit, and for a fallback chain the position in it) is unique, so a step that
+runs twice cannot create a second message; channels send it once and record what
+happened. Its status only moves forward (delivery.services.message_status_record):
+queued -> sent -> delivered -> opened -> clicked, or to one of the ends failed,
+bounced, suppressed; each stage keeps the time it was first reached.
 """
 
 from __future__ import annotations
@@ -19,8 +21,15 @@ class Message(models.Model):
         QUEUED = "queued", "Queued"
         SENT = "sent", "Sent"
         DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        BOUNCED = "bounced", "Bounced"
         FAILED = "failed", "Failed"
         SUPPRESSED = "suppressed", "Not sent"
+
+    # The forward order of a message that goes out; the ends leave it undelivered.
+    PROGRESS = ("queued", "sent", "delivered", "opened", "clicked")
+    UNDELIVERED = ("bounced", "failed", "suppressed")
 
     workspace = models.ForeignKey(
         Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
@@ -51,6 +60,8 @@ class Message(models.Model):
         related_name="messages",
     )
     node_id = models.CharField(max_length=64, blank=True)
+    # A fallback node's messages: the position of the channel in its chain (0 first).
+    chain_index = models.PositiveSmallIntegerField(default=0)
     variant = models.CharField(max_length=32, blank=True)
     channel = models.CharField(max_length=12)
     template_version = models.ForeignKey(
@@ -62,6 +73,13 @@ class Message(models.Model):
     is_shadow = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it bounced, failed or was suppressed."
+    )
 
     class Meta:
         indexes = [

@@ -53,6 +53,51 @@ class DefinitionField(serializers.JSONField):
     pass
 
 
+_NUMBER_0_1 = {"type": "number", "minimum": 0, "maximum": 1}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "Made-up profiles for a what-if run, rolled back afterwards "
+        "(journeys.simulation.GeneratedAudience).",
+        "required": ["count"],
+        "additionalProperties": False,
+        "properties": {
+            "count": {"type": "integer", "minimum": 1, "maximum": services.MAX_SIMULATED},
+            "seed": {"type": "integer", "description": "Same seed, same profiles."},
+            "traits": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {}},
+                "description": "{trait: [values picked from at random]}",
+            },
+            "email_share": {**_NUMBER_0_1, "description": "Share with an email (default 1)."},
+            "phone_share": {**_NUMBER_0_1, "description": "Share with a phone (default 0)."},
+            "time_zones": {"type": "array", "items": {"type": "string"}},
+            "events": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "share": {**_NUMBER_0_1, "description": "Default 1."},
+                        "after_seconds": {
+                            "type": "integer",
+                            "description": "From the start; negative for before it.",
+                        },
+                        "properties": {"type": "object", "additionalProperties": True},
+                    },
+                },
+            },
+        },
+    }
+)
+class GeneratedAudienceField(serializers.JSONField):
+    pass
+
+
 class JourneyVersionOutput(serializers.Serializer):
     number = serializers.IntegerField()
     definition = DefinitionField()
@@ -508,6 +553,7 @@ class SimulateInput(StrictInput):
         max_value=services.MAX_SIMULATED,
         help_text="The most recently seen N profiles.",
     )
+    generated = GeneratedAudienceField(required=False, default=None)
     start_at = serializers.DateTimeField(
         required=False, default=None, help_text="Simulated start (default now)."
     )
@@ -519,7 +565,10 @@ class SimulateInput(StrictInput):
 class SimulationOutput(serializers.Serializer):
     profiles = serializers.IntegerField()
     started_at = serializers.DateTimeField()
-    nodes = serializers.DictField(help_text="{node id: {reached, examples: [profile ids]}}")
+    nodes = serializers.DictField(
+        help_text="{node id: {reached, examples: [profile ids]}}; message nodes add "
+        "channels: {channel or why none (holdout, no_email_address ...): profiles}"
+    )
     edges = serializers.ListField(
         child=serializers.DictField(), help_text="[{source, port, target, count, share}]"
     )
@@ -536,8 +585,10 @@ class JourneySimulateApi(APIView):
         responses=SimulationOutput,
         summary="Simulate the draft",
         description="Runs the draft over real profiles (a segment's members, given ids, or a "
-        "sample) on simulated time, sending nothing: how many reach each node and take each "
-        "branch, with example profiles. 400 lists the draft's problems by node.",
+        "sample) or generated ones on simulated time, sending nothing: how many reach each "
+        "node and take each branch, with example profiles (none for generated ones), and "
+        "the channel message nodes would use. 400 lists the draft's problems by node, or "
+        "what is wrong with the audience.",
     )
     def post(self, request, journey_id: int):
         from dataclasses import asdict
@@ -555,6 +606,7 @@ class JourneySimulateApi(APIView):
                 segment_id=data["segment_id"],
                 profile_ids=data["profile_ids"],
                 sample=data["sample"],
+                generated=data["generated"],
                 start=data["start_at"],
             )
         except (DjangoValidationError, DefinitionError) as error:

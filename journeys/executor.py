@@ -36,6 +36,7 @@ from journeys.nodes import (
     EventCondition,
     EventTrigger,
     ExitNode,
+    FallbackNode,
     GoalNode,
     RuleCondition,
     SplitNode,
@@ -60,6 +61,7 @@ GOAL_NODE = "$goal"
 BREAKER_FAILURES = 10
 BREAKER_WINDOW = timedelta(minutes=10)
 JOURNEYS_QUEUE = "journeys"
+FALLBACK_RECHECK = timedelta(minutes=15)
 
 _definitions: dict[int, Definition] = {}
 
@@ -229,8 +231,8 @@ def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
     with transaction.atomic():
         # Lock the group's rows in one query (in id order, so groups never deadlock).
         enrollments = (
-            Enrollment.objects.select_for_update()
-            .select_related("version", "journey")
+            Enrollment.objects.select_for_update(of=("self",))
+            .select_related("version", "journey", "profile")
             .filter(pk__in=enrollment_ids)
             .order_by("pk")
         )
@@ -418,6 +420,8 @@ def _execute(
         return StepLog.Outcome.BRANCHED, port, {"variant": port}
     if isinstance(node, ActionNode):
         return _action(node, enrollment, context, now, visit)
+    if isinstance(node, FallbackNode):
+        return _fallback(node, enrollment, context, now, visit)
     if isinstance(node, GoalNode):
         converted = _goal_event(enrollment, node.event, node.filters, node.window_seconds)
         if converted is not None:
@@ -425,7 +429,7 @@ def _execute(
         return StepLog.Outcome.EXITED, "", {"reason": "goal_not_reached"}
     if isinstance(node, ExitNode):
         return StepLog.Outcome.EXITED, "", {"reason": "exit_node"}
-    raise ValueError(f"node {node.id!r}: the executor cannot run {node.type} nodes yet")
+    raise ValueError(f"node {node.id!r}: unknown node type {node.type}")
 
 
 def _parked_here(context: dict, node_id: str, visit: int) -> dict | None:
@@ -506,11 +510,12 @@ def _condition(node: ConditionNode, enrollment: Enrollment, context: dict, now: 
         return enrollment.profile_id in matched
     from delivery.models import Message
 
-    # Engagement with the message an earlier node of this enrollment created. Delivery
-    # records deliveries; opens and clicks arrive with its tracking.
-    reached = {"delivered": ("delivered",), "opened": (), "clicked": ()}[condition.engagement]
+    # Engagement with a message an earlier node of this enrollment created (any channel
+    # of a fallback chain). Delivery stamps every stage an open or click implies.
     return Message.objects.filter(
-        enrollment=enrollment, node_id=condition.node, status__in=reached
+        enrollment=enrollment,
+        node_id=condition.node,
+        **{f"{condition.engagement}_at__isnull": False},
     ).exists()
 
 
@@ -559,49 +564,212 @@ def _action(node: ActionNode, enrollment: Enrollment, context: dict, now: dateti
     raise ValueError(f"unknown action {action.kind}")
 
 
-def _message(node: ActionNode, enrollment: Enrollment, context: dict, now: datetime, visit: int):
-    """Create the step's Message once (its key is the enrollment, node and visit);
-    delivery sends it. Holdout and shadow mode create it as not sent, with the reason."""
-    from delivery.models import Message
-
-    action = node.action
-    variant = context.get("variant", "")
-    template_id = getattr(action, "variant_templates", {}).get(variant, action.template_id)
-    pinned = enrollment.version.template_versions.get(str(template_id))
-    channel = getattr(action, "channel", "webhook")
-    reason = ""
+def _not_sent_reason(enrollment: Enrollment, context: dict) -> str:
+    """Why the journey itself sends nothing to this person: the holdout, shadow mode."""
     if context.get("holdout"):
-        reason = "holdout"
-    elif version_definition(enrollment.version).settings.shadow_mode:
-        reason = "shadow_mode"
-    key = f"{enrollment.pk}:{node.id}:{visit}"
+        return "holdout"
+    if version_definition(enrollment.version).settings.shadow_mode:
+        return "shadow_mode"
+    return ""
+
+
+def _message_decide(
+    *,
+    enrollment: Enrollment,
+    node_id: str,
+    key: str,
+    channel: str,
+    template_id: int,
+    variant: str,
+    reason: str,
+    now: datetime,
+    chain_index: int = 0,
+):
+    """Create a step's Message once (a replay finds it by its key); delivery sends the
+    queued ones. It is created as not sent, with the reason, for the holdout, shadow
+    mode, or a person with no address for the channel."""
+    from delivery.models import Message
+    from delivery.policies import unreachable_reason
+
+    reason = reason or unreachable_reason(profile=enrollment.profile, channel=channel)
     try:
         with transaction.atomic():
-            message = Message.objects.create(
+            return Message.objects.create(
                 workspace_id=enrollment.workspace_id,
                 idempotency_key=key,
                 profile_id=enrollment.profile_id,
                 journey_id=enrollment.journey_id,
                 journey_version=enrollment.version,
                 enrollment=enrollment,
-                node_id=node.id,
+                node_id=node_id,
+                chain_index=chain_index,
                 variant=variant,
                 channel=channel,
-                template_version_id=pinned,
+                template_version_id=enrollment.version.template_versions.get(str(template_id)),
                 status=Message.Status.SUPPRESSED if reason else Message.Status.QUEUED,
                 reason=reason,
                 is_shadow=reason == "shadow_mode",
                 created_at=now,
                 updated_at=now,
+                failed_at=now if reason else None,
             )
     except IntegrityError:
-        message = Message.objects.get(idempotency_key=key)
-    outcome = StepLog.Outcome.SKIPPED if reason else StepLog.Outcome.SENT
+        return Message.objects.get(idempotency_key=key)
+
+
+def _message(node: ActionNode, enrollment: Enrollment, context: dict, now: datetime, visit: int):
+    """An action node's message (key: enrollment, node, visit)."""
+    action = node.action
+    variant = context.get("variant", "")
+    template_id = getattr(action, "variant_templates", {}).get(variant, action.template_id)
+    message = _message_decide(
+        enrollment=enrollment,
+        node_id=node.id,
+        key=f"{enrollment.pk}:{node.id}:{visit}",
+        channel=getattr(action, "channel", "webhook"),
+        template_id=template_id,
+        variant=variant,
+        reason=_not_sent_reason(enrollment, context),
+        now=now,
+    )
+    outcome = StepLog.Outcome.SKIPPED if message.reason else StepLog.Outcome.SENT
     return (
         outcome,
         "next",
-        {"message": message.pk, "channel": channel, "reason": reason, "template_version": pinned},
+        {
+            "message": message.pk,
+            "channel": message.channel,
+            "reason": message.reason,
+            "template_version": message.template_version_id,
+        },
     )
+
+
+def _fallback_message(
+    node: FallbackNode,
+    enrollment: Enrollment,
+    context: dict,
+    visit: int,
+    index: int,
+    reason: str,
+    now: datetime,
+):
+    step = node.chain[index]
+    return _message_decide(
+        enrollment=enrollment,
+        node_id=node.id,
+        key=f"{enrollment.pk}:{node.id}:{visit}:{index}",
+        channel=step.channel,
+        template_id=step.template_id,
+        variant=context.get("variant", ""),
+        reason=reason,
+        now=now,
+        chain_index=index,
+    )
+
+
+def _fallback_verdict(node: FallbackNode, message, now: datetime) -> tuple[str, datetime | None]:
+    """Where the chain stands with its current message: ("reached", None), ("move_on",
+    None) when it cannot be delivered or was not engaged with in time, or ("pending",
+    when to look again)."""
+    from delivery.models import Message
+    from delivery.policies import reports_engagement
+
+    if message.status in Message.UNDELIVERED:
+        return "move_on", None
+    if not node.not_engaged:
+        if message.status != Message.Status.QUEUED:
+            return "reached", None
+        return "pending", now + FALLBACK_RECHECK
+    if message.sent_at is None:
+        # The window starts when it goes out (quiet hours may hold it for hours).
+        return "pending", now + FALLBACK_RECHECK
+    deadline = message.sent_at + timedelta(seconds=node.within_seconds)
+    if not reports_engagement(channel=message.channel, engagement=node.not_engaged):
+        # An SMS cannot say it was opened: its delivery (or no failure within the
+        # window) is as far as it can get.
+        if message.delivered_at is not None or now >= deadline:
+            return "reached", None
+        return "pending", deadline
+    engaged = message.clicked_at if node.not_engaged == "clicked" else message.opened_at
+    if engaged is not None:
+        return "reached", None
+    if now >= deadline:
+        return "move_on", None
+    return "pending", deadline
+
+
+def _tried(message, verdict: str) -> dict[str, Any]:
+    return {
+        "channel": message.channel,
+        "message": message.pk,
+        "status": message.status,
+        "reason": message.reason or ("not_engaged" if verdict == "move_on" else ""),
+    }
+
+
+def _fallback(node: FallbackNode, enrollment: Enrollment, context: dict, now: datetime, visit: int):
+    """Try the chain's channels in order, one message at a time. The step waits (parked
+    on its current message) until delivery reports an outcome, which wakes it
+    (journeys_for_message_outcome, in the same transaction as the status), or until the
+    engagement window ends. While the message has not gone out, the step also looks
+    again every FALLBACK_RECHECK, in case a status was written around the service."""
+    from delivery.models import Message
+
+    parked = _parked_here(context, node.id, visit)
+    if parked is None:
+        index, tried = 0, []
+        reason = _not_sent_reason(enrollment, context)
+        message = _fallback_message(node, enrollment, context, visit, 0, reason, now)
+        if reason:
+            return (
+                StepLog.Outcome.SKIPPED,
+                "next",
+                {"reason": reason, "tried": [_tried(message, "move_on")]},
+            )
+    else:
+        index, tried = int(parked["index"]), list(parked["tried"])
+        message = Message.objects.get(pk=parked["message"])
+    while True:
+        verdict, until = _fallback_verdict(node, message, now)
+        if verdict == "pending":
+            raise _Park(
+                Enrollment.State.WAITING,
+                until,
+                {"index": index, "message": message.pk, "tried": tried},
+            )
+        tried.append(_tried(message, verdict))
+        if verdict == "reached":
+            return (
+                StepLog.Outcome.SENT,
+                "next",
+                {"message": message.pk, "channel": message.channel, "tried": tried},
+            )
+        index += 1
+        if index == len(node.chain):
+            return StepLog.Outcome.SKIPPED, "next", {"reason": "no_channel_reached", "tried": tried}
+        message = _fallback_message(node, enrollment, context, visit, index, "", now)
+
+
+def journeys_for_message_outcome(*, message) -> None:
+    """Delivery's hook, inside the transaction that changed the message's status: wake
+    the fallback step parked on this message so it decides at once."""
+    enrollment = (
+        Enrollment.objects.select_for_update()
+        .filter(pk=message.enrollment_id, state=Enrollment.State.WAITING)
+        .first()
+    )
+    if enrollment is None:
+        return
+    parked = (enrollment.context or {}).get("parked") or {}
+    if parked.get("node") != message.node_id or parked.get("message") != message.pk:
+        return
+    now = timezone.now()
+    enrollment.state = Enrollment.State.ACTIVE
+    enrollment.next_run_at = now
+    enrollment.updated_at = now
+    enrollment.save(update_fields=["state", "next_run_at", "updated_at"])
+    transaction.on_commit(lambda: advance_enqueue([enrollment.pk]))
 
 
 def _goal_event(
@@ -676,7 +844,7 @@ def journeys_for_ingested_batch(
 def _wake(workspace_id: int, event) -> set[int]:
     woken: set[int] = set()
     waiting = (
-        Enrollment.objects.select_for_update()
+        Enrollment.objects.select_for_update(of=("self",))
         .filter(
             workspace_id=workspace_id,
             profile_id=event.profile_id,
@@ -838,7 +1006,7 @@ def journeys_for_segment_change(
                     if enrollment is not None:
                         touched.add(enrollment.pk)
         waiting = (
-            Enrollment.objects.select_for_update()
+            Enrollment.objects.select_for_update(of=("self",))
             .filter(
                 workspace_id=workspace_id,
                 state=Enrollment.State.WAITING,

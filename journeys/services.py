@@ -505,19 +505,52 @@ def journey_simulate(
     segment_id: int | None = None,
     profile_ids: list[int] | None = None,
     sample: int | None = None,
+    generated: dict | None = None,
     start=None,
 ):
     """Run the draft (or `definition`) over the members of a segment, given profiles,
-    or a sample of the most recently seen profiles, on simulated time. Sends nothing,
-    stores nothing. Raises DefinitionError for a draft that does not check."""
-    from journeys.simulation import simulate
+    a sample of the most recently seen profiles, or generated ones, on simulated time.
+    Sends nothing, stores nothing. Raises DefinitionError for a draft that does not
+    check, ValidationError for an audience that is not one."""
+    from pydantic import ValidationError as PydanticError
+
+    from journeys.simulation import GeneratedAudience, generated_profiles_create, simulate
     from segments.models import Profile, Segment, SegmentMembership
 
     workspace = journey.workspace
     parsed = journey_check(journey=journey, definition=definition)
-    chosen = [value is not None for value in (segment_id, profile_ids, sample)]
+    chosen = [value is not None for value in (segment_id, profile_ids, sample, generated)]
     if sum(chosen) != 1:
-        raise ValidationError({"audience": "Give one of segment_id, profile_ids or sample."})
+        raise ValidationError(
+            {"audience": "Give one of segment_id, profile_ids, sample or generated."}
+        )
+    start = start or timezone.now()
+    if generated is not None:
+        try:
+            audience = GeneratedAudience.model_validate(generated)
+        except PydanticError as error:
+            raise ValidationError(
+                {
+                    "generated": [
+                        f"{'.'.join(str(part) for part in problem['loc']) or 'generated'}: "
+                        f"{problem['msg']}"
+                        for problem in error.errors()
+                    ]
+                }
+            ) from None
+        # The made-up profiles and events live only inside this savepoint.
+        with transaction.atomic():
+            ids = generated_profiles_create(workspace=workspace, audience=audience, start=start)
+            result = simulate(
+                workspace=workspace,
+                definition=parsed,
+                journey_id=journey.pk,
+                profile_ids=ids,
+                start=start,
+                generated=True,
+            )
+            transaction.set_rollback(True)
+        return result
     if segment_id is not None:
         if not Segment.objects.filter(workspace=workspace, pk=segment_id).exists():
             raise ValidationError({"segment_id": "No such segment in this workspace."})
@@ -545,5 +578,5 @@ def journey_simulate(
         definition=parsed,
         journey_id=journey.pk,
         profile_ids=ids,
-        start=start or timezone.now(),
+        start=start,
     )

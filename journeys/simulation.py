@@ -9,16 +9,22 @@ What it assumes, and says in its answer:
   their timeout branch, and conversion goals are not reached;
 - rule conditions are evaluated on the profile's real data at the simulated time;
 - splits assign exactly as the live journey would (the same hash);
-- actions have no effect (attributes, segments) and send nothing.
+- actions have no effect (attributes, segments) and send nothing; message nodes
+  count the channel each profile would get: the holdout and people without an
+  address for the channel get none, and a fallback chain's first channel the
+  profile has an address for is taken as reached.
 """
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from journeys.executor import next_local_time, split_branch
 from journeys.graph import next_node
@@ -52,7 +58,101 @@ ASSUMPTIONS = [
     "No new events arrive: waits for an event or a segment change time out, goals are not reached.",
     "Rule conditions read each profile's data at the simulated time.",
     "Nothing is sent or changed.",
+    "A fallback chain reaches each profile on the first channel it has an address for.",
 ]
+GENERATED_ASSUMPTION = (
+    "The profiles and their events were generated for this run and are not kept (no examples)."
+)
+
+
+# --------------------------------------------------------------------------- generated audiences
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneratedEvent(_Strict):
+    """Each generated profile did this event with probability `share`, `after_seconds`
+    after the simulated start (negative: before it; a trigger event is one at or
+    before the start)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    share: float = Field(default=1.0, ge=0, le=1)
+    after_seconds: int = Field(default=0, ge=-366 * 24 * 3600, le=366 * 24 * 3600)
+    properties: dict[str, Any] = {}
+
+
+class GeneratedAudience(_Strict):
+    """Made-up profiles for a what-if run (a new workspace has no real ones yet). They
+    exist only inside the simulation's transaction, which is rolled back."""
+
+    count: int = Field(ge=1, le=MAX_PROFILES)
+    seed: int = 0
+    traits: dict[str, list[Any]] = Field(
+        default={}, max_length=20, description="trait: values picked from at random"
+    )
+    email_share: float = Field(default=1.0, ge=0, le=1)
+    phone_share: float = Field(default=0.0, ge=0, le=1)
+    time_zones: list[str] = Field(default=[], max_length=50)
+    events: list[GeneratedEvent] = Field(default=[], max_length=20)
+
+    @field_validator("time_zones")
+    @classmethod
+    def _zones(cls, names: list[str]) -> list[str]:
+        for name in names:
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{name!r} is not an IANA time zone") from None
+        return names
+
+
+def generated_profiles_create(
+    *, workspace, audience: GeneratedAudience, start: datetime
+) -> list[int]:
+    """Insert the audience's profiles and events (the caller rolls them back) and return
+    the profile ids. Deterministic for a seed."""
+    from segments.models import Event, Profile
+
+    chooser = random.Random(audience.seed)
+    profiles = []
+    for index in range(audience.count):
+        traits = {
+            name: chooser.choice(values) for name, values in audience.traits.items() if values
+        }
+        profiles.append(
+            Profile(
+                workspace=workspace,
+                anonymous_ids=[f"simulated-{index}"],
+                traits=traits,
+                email=f"simulated-{index}@example.invalid"
+                if chooser.random() < audience.email_share
+                else "",
+                phone=f"+1555{index:07d}" if chooser.random() < audience.phone_share else "",
+                time_zone=chooser.choice(audience.time_zones) if audience.time_zones else "",
+                first_seen=start,
+                last_seen=start,
+                created_at=start,
+            )
+        )
+    Profile.objects.bulk_create(profiles, batch_size=1000)
+    events = [
+        Event(
+            workspace=workspace,
+            profile=profile,
+            name=spec.name,
+            properties=spec.properties,
+            message_id=f"simulated-{profile.pk}-{number}",
+            timestamp=start + timedelta(seconds=spec.after_seconds),
+            received_at=start,
+        )
+        for profile in profiles
+        for number, spec in enumerate(audience.events)
+        if chooser.random() < spec.share
+    ]
+    Event.objects.bulk_create(events, batch_size=1000)
+    return [profile.pk for profile in profiles]
 
 
 @dataclass
@@ -61,6 +161,8 @@ class _Walker:
     at: datetime
     time_zone: str
     event: dict[str, Any]
+    profile: Any = None  # email / phone, for the channels it can be reached on
+    is_holdout: bool = False
     visits: dict[str, int] = field(default_factory=dict)
     steps: int = 0
 
@@ -82,7 +184,11 @@ def simulate(
     journey_id: int,
     profile_ids: list[int],
     start: datetime,
+    generated: bool = False,
 ) -> SimulationResult:
+    """Walk the profiles through the definition. With `generated`, the profiles are
+    made up and about to be rolled back: no examples are given (their ids would name
+    nothing)."""
     from segments.models import Event, Profile
 
     profile_ids = list(dict.fromkeys(profile_ids))[:MAX_PROFILES]
@@ -90,7 +196,7 @@ def simulate(
         row["pk"]: row
         for row in Profile.objects.filter(workspace=workspace, pk__in=profile_ids)
         .order_by("pk")
-        .values("pk", "time_zone")
+        .values("pk", "time_zone", "email", "phone")
     }
     trigger = next(node for node in definition.nodes if isinstance(node, TriggerNode))
     events: dict[int, dict] = {}
@@ -112,6 +218,7 @@ def simulate(
     examples: dict[str, list[int]] = defaultdict(list)
     edge_counts: dict[tuple[str, str], int] = defaultdict(int)
     outcomes: dict[str, int] = defaultdict(int)
+    channels: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
     # Walkers wait at a node in batches so rule conditions are evaluated per batch.
     at_node: dict[str, list[_Walker]] = defaultdict(list)
@@ -122,6 +229,7 @@ def simulate(
                 start,
                 row["time_zone"] or "UTC",
                 events.get(profile_id, {"name": "", "properties": {}}),
+                profile=_Address(row["email"], row["phone"]),
             )
         )
     while at_node:
@@ -132,10 +240,17 @@ def simulate(
             reached[node_id] += 1
             walker.visits[node_id] = walker.visits.get(node_id, 0) + 1
             walker.steps += 1
-            if len(examples[node_id]) < EXAMPLES_PER_NODE:
+            if not generated and len(examples[node_id]) < EXAMPLES_PER_NODE:
                 examples[node_id].append(walker.profile_id)
+        if isinstance(node, FallbackNode) or (
+            isinstance(node, ActionNode) and node.action.kind == "message"
+        ):
+            for walker in walkers:
+                channels[node_id][_channel_reached(node, walker)] += 1
         ports = _ports(node, walkers, workspace=workspace, journey_id=journey_id)
         for walker, port in zip(walkers, ports, strict=True):
+            if port == "holdout":
+                walker.is_holdout = True
             if port is None:
                 outcomes["converted" if isinstance(node, GoalNode) else "exited"] += 1
                 continue
@@ -165,13 +280,38 @@ def simulate(
         profiles=len(profiles),
         started_at=start,
         nodes={
-            node.id: {"reached": reached.get(node.id, 0), "examples": examples.get(node.id, [])}
+            node.id: {
+                "reached": reached.get(node.id, 0),
+                "examples": examples.get(node.id, []),
+                **({"channels": dict(channels[node.id])} if node.id in channels else {}),
+            }
             for node in definition.nodes
         },
         edges=edges,
         outcomes=dict(outcomes),
-        assumptions=ASSUMPTIONS,
+        assumptions=[*ASSUMPTIONS, GENERATED_ASSUMPTION] if generated else ASSUMPTIONS,
     )
+
+
+@dataclass(frozen=True)
+class _Address:
+    email: str
+    phone: str
+
+
+def _channel_reached(node, walker: _Walker) -> str:
+    """The channel a message node would send this walker on, or why none."""
+    from delivery.policies import unreachable_reason
+
+    if walker.is_holdout:
+        return "holdout"
+    steps = node.chain if isinstance(node, FallbackNode) else [node.action]
+    reason = ""
+    for step in steps:
+        reason = unreachable_reason(profile=walker.profile, channel=step.channel)
+        if not reason:
+            return step.channel
+    return reason if len(steps) == 1 else "no_channel_reached"
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -387,7 +387,7 @@ def test_the_profile_page_shows_the_journey_trace_and_messages(workspace, cart_j
 
     from tests.conftest import logged_in
 
-    ada = Profile.objects.create(workspace=workspace, user_id="ada")
+    ada = Profile.objects.create(workspace=workspace, user_id="ada", email="ada@example.com")
     with time_machine.travel(T0, tick=False):
         _track(ada, "checkout_started", {"value": 80}, T0)
         _work()
@@ -557,7 +557,10 @@ def test_event_conditions_goal_nodes_webhooks_static_segments_and_variants(works
     )  # fmt: skip
     rich = Profile.objects.create(workspace=workspace, user_id="rich")
     others = [
-        Profile.objects.create(workspace=workspace, user_id=f"o{index}") for index in range(6)
+        # 40 people: that a 50/50 split gives them all one variant is 2 in 2^40, whatever
+        # ids the database hands out.
+        Profile.objects.create(workspace=workspace, user_id=f"o{index}")
+        for index in range(40)
     ]
     with time_machine.travel(T0, tick=False):
         services.journey_enroll(
@@ -585,7 +588,7 @@ def test_event_conditions_goal_nodes_webhooks_static_segments_and_variants(works
         m.profile_id: (m.variant, m.template_version.template.name)
         for m in Message.objects.filter(channel="push")
     }
-    assert len(pushes) == 6
+    assert len(pushes) == 40
     assert all(template == variant.upper() for variant, template in pushes.values())
     assert {variant for variant, _ in pushes.values()} == {"a", "b"}
     assert set(Enrollment.objects.exclude(profile=rich).values_list("exit_reason", flat=True)) == {
@@ -623,7 +626,10 @@ def test_holdout_and_shadow_mode_record_why_nothing_was_sent(workspace):
     held = _run_journey(workspace, "Held", nodes, edges)
     shadow = _run_journey(workspace, "Shadow", nodes, edges, {"shadow_mode": True})
     people = [
-        Profile.objects.create(workspace=workspace, user_id=f"h{index}") for index in range(12)
+        Profile.objects.create(
+            workspace=workspace, user_id=f"h{index}", phone=f"+4915112345{index:03d}"
+        )
+        for index in range(12)
     ]
     for journey in (held, shadow):
         for person in people:

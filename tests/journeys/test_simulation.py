@@ -12,8 +12,9 @@ import pytest
 from content import services as content_services
 from delivery.models import Message
 from engagement_site.workspaces.services import AuditContext
-from journeys import services
+from journeys import executor, services
 from journeys.models import Enrollment, StepLog
+from journeys.nodes import SplitNode, Variant
 from segments.models import Event, Profile, Segment, SegmentMembership
 from tests.journeys.test_graph import ABANDONED_CART
 
@@ -68,6 +69,8 @@ def test_simulation_counts_every_node_and_branch_and_changes_nothing(workspace, 
     assert branches[("ordered", "yes")] == (3, 0.3)
     assert branches[("ordered", "no")] == (7, 0.7)
     assert result.nodes["email"]["examples"] == [p.pk for p in people[3:8]]
+    assert result.nodes["email"]["channels"] == {"no_email_address": 7}
+    assert "channels" not in result.nodes["hour"]
     assert result.outcomes == {"exited": 10}
     assert "No new events arrive" in " ".join(result.assumptions)
     assert (
@@ -88,7 +91,7 @@ def test_simulation_over_a_segment_and_a_sample_and_refusals(workspace, journey)
         services.journey_simulate(journey=journey, segment_id=segment.pk, start=START).profiles == 4
     )
     assert services.journey_simulate(journey=journey, sample=5, start=START).profiles == 5
-    with pytest.raises(Exception, match="Give one of segment_id, profile_ids or sample"):
+    with pytest.raises(Exception, match="Give one of segment_id, profile_ids, sample or generated"):
         services.journey_simulate(journey=journey, sample=5, segment_id=segment.pk)
     broken = copy.deepcopy(journey.draft.definition)
     broken["edges"] = broken["edges"][:-1]
@@ -120,3 +123,124 @@ def test_simulate_api(workspace, journey):
         3,
         {"exited": 4},
     )
+
+
+def test_simulation_counts_the_channel_each_profile_would_get(workspace):
+    email, sms = (
+        content_services.template_create(
+            workspace=workspace, name=channel, channel=channel, content=content, context=EDITOR
+        )
+        for channel, content in (
+            ("email", {"default": {"subject": "s", "html": "h"}}),
+            ("sms", {"default": {"body": "b"}}),
+        )
+    )
+    journey = services.journey_create(
+        workspace=workspace, name="Reach", context=EDITOR,
+        definition={
+            "nodes": [
+                {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+                {"id": "ab", "type": "split", "variants": [{"key": "a", "weight": 1}],
+                 "holdout_percent": 50},
+                {"id": "reach", "type": "fallback",
+                 "chain": [{"channel": "email", "template_id": email.pk},
+                           {"channel": "sms", "template_id": sms.pk}]},
+                {"id": "end", "type": "exit"},
+            ],
+            "edges": [
+                {"source": "api", "target": "ab"}, {"source": "ab", "port": "a", "target": "reach"},
+                {"source": "ab", "port": "holdout", "target": "reach"},
+                {"source": "reach", "target": "end"},
+            ],
+        },
+    )  # fmt: skip
+    addresses = [("a@example.com", ""), ("", "+15005550006"), ("", "")] * 20
+    people = [
+        Profile.objects.create(workspace=workspace, user_id=f"p{i}", email=mail, phone=phone)
+        for i, (mail, phone) in enumerate(addresses)
+    ]
+    result = services.journey_simulate(
+        journey=journey, profile_ids=[p.pk for p in people], start=START
+    )
+    split = SplitNode(
+        id="ab", type="split", variants=[Variant(key="a", weight=1)], holdout_percent=50
+    )
+    held = {
+        p.pk
+        for p in people
+        if executor.split_branch(split, journey_id=journey.pk, profile_id=p.pk) == "holdout"
+    }
+    expected: dict[str, int] = {}
+    for person in people:
+        if person.pk in held:
+            key = "holdout"
+        else:
+            key = "email" if person.email else "sms" if person.phone else "no_channel_reached"
+        expected[key] = expected.get(key, 0) + 1
+    assert 0 < len(held) < 60
+    assert result.nodes["reach"]["channels"] == expected
+    assert not Message.objects.exists()
+
+
+def test_simulation_over_generated_profiles_keeps_nothing(workspace, journey):
+    """A what-if over made-up people: 40 % ordered half an hour after the cart, all of
+    them have a cart over 50; rule conditions read the generated events."""
+    before = (Profile.objects.count(), Event.objects.count())
+    result = services.journey_simulate(
+        journey=journey,
+        start=START,
+        generated={
+            "count": 200,
+            "seed": 7,
+            "email_share": 0.5,
+            "traits": {"plan": ["free", "pro"]},
+            "events": [
+                {"name": "checkout_started", "properties": {"value": 80}},
+                {"name": "order_completed", "share": 0.4, "after_seconds": 1800},
+            ],
+        },
+    )
+    assert result.profiles == 200
+    nodes = result.nodes
+    ordered = next(e for e in result.edges if (e["source"], e["port"]) == ("ordered", "yes"))
+    assert nodes["email"]["reached"] == 200 - ordered["count"]
+    assert 50 < ordered["count"] < 110  # about 40 % of 200
+    assert sum(nodes["email"]["channels"].values()) == nodes["email"]["reached"]
+    assert set(nodes["email"]["channels"]) == {"email", "no_email_address"}
+    assert all(data["examples"] == [] for data in nodes.values())
+    assert "generated for this run" in result.assumptions[-1]
+    assert (Profile.objects.count(), Event.objects.count()) == before
+    again = services.journey_simulate(
+        journey=journey,
+        start=START,
+        generated={
+            "count": 200,
+            "seed": 7,
+            "email_share": 0.5,
+            "traits": {"plan": ["free", "pro"]},
+            "events": [
+                {"name": "checkout_started", "properties": {"value": 80}},
+                {"name": "order_completed", "share": 0.4, "after_seconds": 1800},
+            ],
+        },
+    )
+    assert again.nodes == result.nodes  # the same seed makes the same people
+
+
+def test_generated_audiences_that_are_not_one_are_refused_by_name(workspace, journey):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        services.journey_simulate(
+            journey=journey,
+            generated={"count": 0, "time_zones": ["Mars/Olympus"], "colour": "red"},
+        )
+    problems = refused.value.message_dict["generated"]
+    assert problems == [
+        "count: Input should be greater than or equal to 1",
+        "time_zones: Value error, 'Mars/Olympus' is not an IANA time zone",
+        "colour: Extra inputs are not permitted",
+    ]
+    with pytest.raises(ValidationError, match="Give one of segment_id, profile_ids, sample"):
+        services.journey_simulate(journey=journey, sample=3, generated={"count": 3})
+    assert not Profile.objects.exists()
