@@ -736,7 +736,7 @@ def _fallback(node: FallbackNode, enrollment: Enrollment, context: dict, now: da
             raise _Park(
                 Enrollment.State.WAITING,
                 until,
-                {"index": index, "message": message.pk, "tried": tried},
+                {"index": index, "message": message.pk, "channel": message.channel, "tried": tried},
             )
         tried.append(_tried(message, verdict))
         if verdict == "reached":

@@ -138,6 +138,10 @@ def test_an_unopened_email_moves_on_to_sms_and_a_failed_sms_to_the_in_app_card(
     ]
     enrollment = _enrollment(chain_journey, bo)
     assert (enrollment.state, enrollment.current_node) == ("waiting", "reach")
+    waiting = logged_in(owner).get(
+        reverse("profile_detail", kwargs={"workspace_slug": workspace.slug, "profile_id": bo.pk})
+    )
+    assert "at reach, waiting on its in_app message" in waiting.content.decode()
     with time_machine.travel(T0 + 2 * HOUR, tick=False):
         message_status_record(message_id=_message(bo, "in_app").pk, status="opened")
         _work()

@@ -147,6 +147,10 @@ class Command(BaseCommand):
                     "--worker-class",
                     "rq.worker.SimpleWorker",
                     "--with-scheduler",
+                    # An idle RQ worker beats once per dequeue wait (its TTL - 15 s, 405 s
+                    # by default): wait half the staleness limit, so /healthz sees it.
+                    "--worker-ttl",
+                    str(settings.HEARTBEAT_STALE_SECONDS // 2 + 15),
                 ],
             )
         self._spawn("scheduler", [python, manage, "run_scheduler"])
