@@ -71,6 +71,12 @@ class Message(models.Model):
     # Why a message was not sent (holdout, shadow mode, no consent, cap, render error ...).
     reason = models.CharField(max_length=200, blank=True)
     is_shadow = models.BooleanField(default=False)
+    # Filled by the send: what went out, the provider's id for it, the tries so far.
+    rendered = models.JSONField(default=dict, blank=True)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -89,3 +95,39 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.profile_id} ({self.status})"
+
+
+class Consent(models.Model):
+    """A profile's yes or no to messages on one channel (and optional topic). No row
+    means no answer yet: marketing email and in-app go out, SMS, WhatsApp and push
+    need a yes only where the workspace says so (delivery.policies)."""
+
+    class Status(models.TextChoices):
+        SUBSCRIBED = "subscribed", "Subscribed"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    profile = models.ForeignKey(
+        "segments.Profile", on_delete=models.CASCADE, related_name="consents"
+    )
+    channel = models.CharField(max_length=12)
+    topic = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices)
+    # How it was given or taken back: one_click, preference_centre, sms_keyword, api ...
+    source = models.CharField(max_length=40)
+    message = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["profile", "channel", "topic"], name="consent_unique_profile_channel"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} {self.channel}: {self.status}"

@@ -37,3 +37,22 @@ _ENGAGEMENTS = {
 def reports_engagement(*, channel: str, engagement: str) -> bool:
     """Whether the channel can ever report `engagement` ("opened" or "clicked")."""
     return engagement in _ENGAGEMENTS.get(channel, set())
+
+
+def send_time_block(*, message, now) -> str:
+    """Why this message must not leave now (checked when it is sent, not only when the
+    journey decided it), or "". The caller holds the message's lock."""
+    from delivery.models import Consent
+
+    profile = message.profile
+    reason = unreachable_reason(profile=profile, channel=message.channel)
+    if reason:
+        return reason
+    status = (
+        Consent.objects.filter(profile=profile, channel=message.channel, topic="")
+        .values_list("status", flat=True)
+        .first()
+    )
+    if status == Consent.Status.UNSUBSCRIBED:
+        return "unsubscribed"
+    return ""

@@ -97,9 +97,17 @@ CACHES = {
     }
 }
 
+# Delivery channels (dotted paths; installed packages add more through the
+# `engagement.channels` entry point group, docs/plugins.md). Each channel sends from its
+# own queue, so a slow provider holds up only its own messages.
+DELIVERY_CHANNELS = env_list("DELIVERY_CHANNELS", ["delivery.channels.email.EmailChannel"])
+DELIVERY_CHANNEL_QUEUES = [
+    f"delivery-{channel}"
+    for channel in ("email", "sms", "whatsapp", "push", "web_push", "in_app", "webhook")
+]
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600}
-    for name in ("default", "ingest", "journeys", "delivery", "analytics")
+    for name in ("default", "ingest", "journeys", "delivery", "analytics", *DELIVERY_CHANNEL_QUEUES)
 }
 # Work is claimed from the database; RQ only carries it, so the cheap non-forking
 # worker is safe (see docs/architecture.md).
@@ -362,6 +370,7 @@ SCHEDULER_DUTIES: list[str] = [
     "segments.importers.scheduler_duty",
     "segments.membership.scheduler_duty",
     "journeys.executor.scheduler_duty",
+    "delivery.services.scheduler_duty",
 ]
 
 # --------------------------------------------------------------------------- ingestion

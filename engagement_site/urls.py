@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from content.media_urls import public_urlpatterns as public_media_patterns
+from delivery import views as delivery_views
 from engagement_site import health, views
 from engagement_site.workspaces import api as workspaces_api
 
@@ -45,6 +46,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     # Segment-compatible tracking API (write keys), outside /api/ as Segment's clients expect.
     path("v1/", include("segments.tracking_urls")),
+    # Links inside messages, for the people they go to (no login; signed tokens).
+    path("u/<str:token>/", delivery_views.unsubscribe, name="unsubscribe"),
     path("w/<slug:workspace_slug>/", include(workspace_patterns)),
     path("api/v1/", include(api_v1_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

@@ -590,11 +590,12 @@ def _message_decide(
     mode, or a person with no address for the channel."""
     from delivery.models import Message
     from delivery.policies import unreachable_reason
+    from delivery.services import message_decided
 
     reason = reason or unreachable_reason(profile=enrollment.profile, channel=channel)
     try:
         with transaction.atomic():
-            return Message.objects.create(
+            message = Message.objects.create(
                 workspace_id=enrollment.workspace_id,
                 idempotency_key=key,
                 profile_id=enrollment.profile_id,
@@ -612,9 +613,13 @@ def _message_decide(
                 created_at=now,
                 updated_at=now,
                 failed_at=now if reason else None,
+                next_attempt_at=None if reason else now,
             )
     except IntegrityError:
         return Message.objects.get(idempotency_key=key)
+    if message.status == Message.Status.QUEUED:
+        message_decided(message=message)  # sent by delivery once this step commits
+    return message
 
 
 def _message(node: ActionNode, enrollment: Enrollment, context: dict, now: datetime, visit: int):

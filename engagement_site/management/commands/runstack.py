@@ -23,7 +23,7 @@ from django.core.management.base import BaseCommand
 from engagement_site import embedded
 from engagement_site.demo import DEMO_WORKSPACE_SLUG, demo_credentials, demo_workspace_exists
 
-QUEUES = ["default", "ingest", "journeys", "delivery", "analytics"]
+QUEUES = list(settings.RQ_QUEUES)
 PR_SET_PDEATHSIG = 1
 
 

@@ -1,0 +1,232 @@
+"""Email from a journey to a real SMTP server: rendered, with RFC 8058 one-click
+unsubscribe headers; the one-click POST unsubscribes and the next message is
+suppressed; a job run twice sends once; 4xx replies retry, 5xx fail and feed the
+fallback chain. Jobs run on a real RQ worker, time under test control."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import django_rq
+import pytest
+import time_machine
+from django.test import Client
+from rq import SimpleWorker
+
+from content import services as content_services
+from delivery.models import Consent, Message
+from delivery.services import REQUEUE_GRACE, RETRY_DELAYS, messages_enqueue
+from delivery.services import scheduler_duty as delivery_duty
+from engagement_site.workspaces.models import AuditLog
+from journeys import executor, services
+from journeys.models import Enrollment
+from segments.models import Profile
+from tests.journeys.test_executor import EDITOR, _run_journey
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def _work() -> None:
+    """Every queued job, on a real worker: the engine's and the email channel's."""
+    names = ["journeys", "delivery-email", "delivery-in_app", "default"]
+    queues = [django_rq.get_queue(name) for name in names]
+    SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
+
+
+def _email_template(workspace):
+    return content_services.template_create(
+        workspace=workspace, name="Weekly", channel="email",
+        content={"default": {
+            "subject": "Hello {{ profile.first_name }}",
+            "html": '<p>Hi {{ profile.first_name }}, see <a href="https://acme.example/sale">the sale</a>.</p>'
+                    '<p><a href="{{ message.unsubscribe_url }}">Unsubscribe</a></p>',
+        }},
+        context=EDITOR,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def weekly(workspace):
+    """Email now, another a day later."""
+    template = _email_template(workspace)
+    return _run_journey(
+        workspace, "Weekly",
+        [
+            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "first", "type": "action",
+             "action": {"kind": "message", "channel": "email", "template_id": template.pk}},
+            {"id": "day", "type": "wait", "wait": {"kind": "duration", "seconds": 86400}},
+            {"id": "second", "type": "action",
+             "action": {"kind": "message", "channel": "email", "template_id": template.pk}},
+            {"id": "end", "type": "exit"},
+        ],
+        [{"source": "api", "target": "first"}, {"source": "first", "target": "day"},
+         {"source": "day", "target": "second"}, {"source": "second", "target": "end"}],
+    )  # fmt: skip
+
+
+def _ada(workspace) -> Profile:
+    return Profile.objects.create(
+        workspace=workspace, user_id="ada", email="ada@example.com", traits={"first_name": "Ada"}
+    )
+
+
+def test_a_journey_email_arrives_and_one_click_unsubscribe_stops_the_next(
+    workspace, weekly, smtp, settings
+):
+    ada = _ada(workspace)
+    with time_machine.travel(T0, tick=False):
+        services.journey_enroll(journey=weekly, profile_id=ada.pk, context=EDITOR)
+        _work()
+    [received] = smtp.received
+    first = Message.objects.get(profile=ada, node_id="first")
+    assert (first.status, first.attempts, first.sent_at) == ("sent", 1, T0)
+    assert received["To"] == "ada@example.com"
+    assert received["Subject"] == "Hello Ada"
+    assert received["From"] == "Acme <news@acme.example>"
+    assert first.provider_message_id == received["Message-ID"]
+    assert received["X-Engagement-Message"] == first.idempotency_key
+    html = received.get_body(("html",)).get_content()
+    assert "Hi Ada, see" in html and 'href="https://acme.example/sale"' in html
+    unsubscribe = str(received["List-Unsubscribe"]).strip()  # folded: a long line
+    assert unsubscribe.startswith(f"<{settings.PUBLIC_URL}/u/") and unsubscribe.endswith("/>")
+    assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert unsubscribe[1:-1] in html  # the same link in the body
+    text = received.get_body(("plain",)).get_content()
+    assert "Hi Ada" in text
+
+    # A mail client's one-click POST: no cookies, no CSRF token, 200 and no redirect.
+    path = unsubscribe[1:-1].removeprefix(settings.PUBLIC_URL)
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(
+        path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 200
+    assert "You are unsubscribed" in response.content.decode()
+    consent = Consent.objects.get(profile=ada, channel="email")
+    assert (consent.status, consent.source, consent.message_id) == (
+        "unsubscribed", "one_click", first.pk,
+    )  # fmt: skip
+    assert client.post(path, "List-Unsubscribe=One-Click",
+                       content_type="application/x-www-form-urlencoded").status_code == 200  # fmt: skip
+    assert AuditLog.objects.filter(action="consent.change").count() == 1
+
+    with time_machine.travel(T0 + DAY, tick=False):
+        executor.scheduler_duty()
+        _work()
+    second = Message.objects.get(profile=ada, node_id="second")
+    assert (second.status, second.reason, second.sent_at) == ("suppressed", "unsubscribed", None)
+    assert len(smtp.received) == 1  # nothing more left the system
+    assert Enrollment.objects.get(profile=ada).state == "exited"
+
+
+def test_the_unsubscribe_page_asks_first_and_forged_links_are_refused(workspace, weekly, smtp):
+    ada = _ada(workspace)
+    services.journey_enroll(journey=weekly, profile_id=ada.pk, context=EDITOR)
+    _work()
+    path = str(smtp.received[0]["List-Unsubscribe"]).strip()[1:-1].split("8000", 1)[1]
+    client = Client(enforce_csrf_checks=True)
+    page = client.get(path)
+    assert page.status_code == 200 and "Unsubscribe from Acme" in page.content.decode()
+    assert not Consent.objects.exists()  # a GET (a link scanner) changes nothing
+    token = path.split("/")[2]
+    message_part, signature = token.split(":")
+    for forged in (
+        f"{message_part}x:{signature}",
+        f"1:{signature}",
+        "nonsense",
+        f"{message_part}:",
+    ):
+        assert client.post(f"/u/{forged}/").status_code == 404
+    assert not Consent.objects.exists()
+    assert client.post(path, {"confirm": "1"}).status_code == 200
+    assert Consent.objects.get(profile=ada).source == "unsubscribe_page"
+
+
+def test_the_same_send_job_twice_sends_once(workspace, weekly, smtp):
+    ada = _ada(workspace)
+    with time_machine.travel(T0, tick=False):
+        services.journey_enroll(journey=weekly, profile_id=ada.pk, context=EDITOR)
+        journeys = django_rq.get_queue("journeys")
+        SimpleWorker([journeys], connection=journeys.connection).work(burst=True)
+        message = Message.objects.get(profile=ada, node_id="first")
+        messages_enqueue([message.pk], channel="email")  # a duplicate of the commit's job
+        delivery_duty()  # and the scheduler's sweep, which must not add a third
+        assert django_rq.get_queue("delivery-email").count == 2
+        _work()
+    assert [m["To"] for m in smtp.received] == ["ada@example.com"]
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("sent", 1)
+
+
+def test_a_temporary_refusal_is_retried_with_backoff(workspace, weekly, smtp):
+    ada = _ada(workspace)
+    smtp.refuse["ada@example.com"] = "451 4.3.0 Mailbox busy, try again later"
+    with time_machine.travel(T0, tick=False):
+        services.journey_enroll(journey=weekly, profile_id=ada.pk, context=EDITOR)
+        _work()
+    message = Message.objects.get(profile=ada, node_id="first")
+    assert (message.status, message.attempts, message.next_attempt_at) == (
+        "queued", 1, T0 + timedelta(seconds=RETRY_DELAYS[0]),
+    )  # fmt: skip
+    assert message.last_error.startswith("451 4.3.0 Mailbox busy")
+    with time_machine.travel(T0 + timedelta(seconds=RETRY_DELAYS[0]), tick=False):
+        delivery_duty()  # due, but inside the grace: not yet
+        assert django_rq.get_queue("delivery-email").count == 0
+    del smtp.refuse["ada@example.com"]
+    with time_machine.travel(T0 + timedelta(seconds=RETRY_DELAYS[0]) + REQUEUE_GRACE, tick=False):
+        delivery_duty()
+        _work()
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.last_error) == ("sent", 2, "")
+    assert len(smtp.to("ada@example.com")) == 1
+
+
+def test_temporary_refusals_until_the_retries_run_out_fail_the_message(workspace, weekly, smtp):
+    ada = _ada(workspace)
+    smtp.refuse["ada@example.com"] = "421 4.7.0 Too many connections"
+    at = T0
+    with time_machine.travel(at, tick=False):
+        services.journey_enroll(journey=weekly, profile_id=ada.pk, context=EDITOR)
+        _work()
+    for delay in RETRY_DELAYS:
+        at += timedelta(seconds=delay) + REQUEUE_GRACE
+        with time_machine.travel(at, tick=False):
+            delivery_duty()
+            _work()
+    message = Message.objects.get(profile=ada, node_id="first")
+    assert (message.status, message.reason, message.attempts) == (
+        "failed", "retries_exhausted", len(RETRY_DELAYS) + 1,
+    )  # fmt: skip
+    assert smtp.received == []
+
+
+def test_a_permanent_refusal_fails_the_email_and_the_chain_moves_on(workspace, smtp):
+    email = _email_template(workspace)
+    card = content_services.template_create(
+        workspace=workspace, name="Card", channel="in_app",
+        content={"default": {"title": "Hi", "body": "Hi"}}, context=EDITOR,
+    )  # fmt: skip
+    journey = _run_journey(
+        workspace, "Email, else in-app",
+        [
+            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "reach", "type": "fallback",
+             "chain": [{"channel": "email", "template_id": email.pk},
+                       {"channel": "in_app", "template_id": card.pk}]},
+            {"id": "end", "type": "exit"},
+        ],
+        [{"source": "api", "target": "reach"}, {"source": "reach", "target": "end"}],
+    )  # fmt: skip
+    ada = _ada(workspace)
+    smtp.refuse["ada@example.com"] = "550 5.1.1 No such user"
+    services.journey_enroll(journey=journey, profile_id=ada.pk, context=EDITOR)
+    _work()
+    email_message = Message.objects.get(profile=ada, channel="email")
+    assert (email_message.status, email_message.reason) == ("failed", "provider_refused")
+    assert email_message.last_error.startswith("550 5.1.1 No such user")
+    assert Message.objects.get(profile=ada, channel="in_app").chain_index == 1
+    assert smtp.received == []
