@@ -15,3 +15,12 @@ def profile_messages(*, workspace: Workspace, profile_id: int) -> QuerySet[Messa
         .select_related("journey", "template_version__template")
         .order_by("-created_at", "-pk")
     )
+
+
+def message_keys_in_workspace(*, workspace: Workspace, keys: set[str]) -> set[str]:
+    """Those of these idempotency keys that name a message of the workspace."""
+    return set(
+        Message.objects.filter(workspace=workspace, idempotency_key__in=keys).values_list(
+            "idempotency_key", flat=True
+        )
+    )

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 from delivery.models import Consent, Message
 from delivery.services import consent_set
 from delivery.tokens import unsubscribe_message_id
+from engagement_site.workspaces.access import workspace_view
 
 CHANNEL_NOUNS = {"email": "emails", "sms": "text messages", "whatsapp": "WhatsApp messages"}
 
@@ -44,3 +45,32 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         )
         return render(request, "delivery/unsubscribed.html", context)
     return render(request, "delivery/unsubscribe.html", context)
+
+
+# --------------------------------------------------------------------------- dev outbox
+
+
+def _outbox_enabled() -> None:
+    from django.conf import settings
+
+    if not settings.DEV_OUTBOX_ENABLED:
+        raise Http404("The development outbox exists only outside production.")
+
+
+@workspace_view("delivery.view")
+def outbox(request: HttpRequest) -> HttpResponse:
+    """What the development mail server took for this workspace, newest first."""
+    from delivery import devmail, selectors
+
+    _outbox_enabled()
+    workspace = request.workspace
+    messages = devmail.outbox_messages(
+        keys_of=lambda keys: selectors.message_keys_in_workspace(workspace=workspace, keys=keys)
+    )
+    selected = request.GET.get("message", "")
+    current = next((m for m in messages if m.id == selected), messages[0] if messages else None)
+    return render(
+        request,
+        "delivery/outbox.html",
+        {"area": "outbox", "messages": messages, "current": current},
+    )

@@ -287,6 +287,11 @@ _email_url = env_url(
 if IS_PRODUCTION:
     required("EMAIL_URL", _email_url, "when DJANGO_ENV=production")
 globals().update(email_settings_from_url(_email_url))
+# `make run` (runstack) starts a development SMTP server when EMAIL_URL is unset and
+# points its children at it; what it takes is shown on the outbox page.
+DEV_SMTP_PORT = env_int("DEV_SMTP_PORT", 1025, minimum=1)
+DEV_OUTBOX_DIR = Path(env_str("DEV_OUTBOX_DIR", str(VAR_DIR / "outbox")))
+DEV_OUTBOX_ENABLED = not IS_PRODUCTION
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Engagement <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

@@ -19,6 +19,7 @@ workspace_patterns = [
     path("", include("segments.import_urls")),
     path("", include("content.urls")),
     path("", include("analytics.urls")),
+    path("", include("delivery.urls")),
     path("", include("engagement_site.workspaces.urls")),
 ]
 

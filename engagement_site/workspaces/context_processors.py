@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.http import HttpRequest
 
 from engagement_site.workspaces.roles import ROLE_PERMISSIONS
@@ -17,4 +18,5 @@ def workspace(request: HttpRequest) -> dict:
         if membership
         else frozenset(),
         "switcher_memberships": memberships_for_user(user=user),
+        "dev_outbox_enabled": settings.DEV_OUTBOX_ENABLED,
     }

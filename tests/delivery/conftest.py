@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 import pytest
 from aiosmtpd.controller import Controller
 
+from content import services as content_services
+from tests.journeys.test_executor import EDITOR, _run_journey
+
 
 @dataclass
 class SmtpSink:
@@ -57,3 +60,35 @@ def smtp(settings):
     settings.DEFAULT_FROM_EMAIL = "Acme <news@acme.example>"
     yield sink
     controller.stop()
+
+
+def _email_template(workspace):
+    return content_services.template_create(
+        workspace=workspace, name="Weekly", channel="email",
+        content={"default": {
+            "subject": "Hello {{ profile.first_name }}",
+            "html": '<p>Hi {{ profile.first_name }}, see <a href="https://acme.example/sale">the sale</a>.</p>'
+                    '<p><a href="{{ message.unsubscribe_url }}">Unsubscribe</a></p>',
+        }},
+        context=EDITOR,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def weekly(workspace):
+    """Email now, another a day later."""
+    template = _email_template(workspace)
+    return _run_journey(
+        workspace, "Weekly",
+        [
+            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "first", "type": "action",
+             "action": {"kind": "message", "channel": "email", "template_id": template.pk}},
+            {"id": "day", "type": "wait", "wait": {"kind": "duration", "seconds": 86400}},
+            {"id": "second", "type": "action",
+             "action": {"kind": "message", "channel": "email", "template_id": template.pk}},
+            {"id": "end", "type": "exit"},
+        ],
+        [{"source": "api", "target": "first"}, {"source": "first", "target": "day"},
+         {"source": "day", "target": "second"}, {"source": "second", "target": "end"}],
+    )  # fmt: skip

@@ -21,6 +21,7 @@ from engagement_site.workspaces.models import AuditLog
 from journeys import executor, services
 from journeys.models import Enrollment
 from segments.models import Profile
+from tests.delivery.conftest import _email_template
 from tests.journeys.test_executor import EDITOR, _run_journey
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,38 +35,6 @@ def _work() -> None:
     names = ["journeys", "delivery-email", "delivery-in_app", "default"]
     queues = [django_rq.get_queue(name) for name in names]
     SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
-
-
-def _email_template(workspace):
-    return content_services.template_create(
-        workspace=workspace, name="Weekly", channel="email",
-        content={"default": {
-            "subject": "Hello {{ profile.first_name }}",
-            "html": '<p>Hi {{ profile.first_name }}, see <a href="https://acme.example/sale">the sale</a>.</p>'
-                    '<p><a href="{{ message.unsubscribe_url }}">Unsubscribe</a></p>',
-        }},
-        context=EDITOR,
-    )  # fmt: skip
-
-
-@pytest.fixture
-def weekly(workspace):
-    """Email now, another a day later."""
-    template = _email_template(workspace)
-    return _run_journey(
-        workspace, "Weekly",
-        [
-            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
-            {"id": "first", "type": "action",
-             "action": {"kind": "message", "channel": "email", "template_id": template.pk}},
-            {"id": "day", "type": "wait", "wait": {"kind": "duration", "seconds": 86400}},
-            {"id": "second", "type": "action",
-             "action": {"kind": "message", "channel": "email", "template_id": template.pk}},
-            {"id": "end", "type": "exit"},
-        ],
-        [{"source": "api", "target": "first"}, {"source": "first", "target": "day"},
-         {"source": "day", "target": "second"}, {"source": "second", "target": "end"}],
-    )  # fmt: skip
 
 
 def _ada(workspace) -> Profile:

@@ -27,13 +27,19 @@ def _free_port() -> int:
 
 class Stack:
     def __init__(self, var_dir: Path):
-        self.port = _free_port()
+        self.port, self.smtp_port = _free_port(), _free_port()
         environment = {
             key: value
             for key, value in os.environ.items()
-            if key not in {"DATABASE_URL", "REDIS_URL", "DJANGO_ENV"}
+            if key not in {"DATABASE_URL", "REDIS_URL", "DJANGO_ENV", "EMAIL_URL"}
         }
-        environment.update({"ENGAGEMENT_VAR_DIR": str(var_dir), "PYTHONUNBUFFERED": "1"})
+        environment.update(
+            {
+                "ENGAGEMENT_VAR_DIR": str(var_dir),
+                "PYTHONUNBUFFERED": "1",
+                "DEV_SMTP_PORT": str(self.smtp_port),
+            }
+        )
         self.log = var_dir.parent / f"stack-{self.port}.log"
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "runstack", "--port", str(self.port), "--demo-profiles", "25"],
@@ -86,6 +92,13 @@ def test_make_run_from_a_fresh_var_directory_and_again(tmp_path):
         ] == [True, True, True, True]
         output = first.output()
         assert "First start: loading the demo workspace" in output
+        assert "Running: smtp, daphne, worker-1, scheduler." in output
+        # The development mail server takes mail and keeps it in the outbox.
+        import smtplib
+
+        with smtplib.SMTP("127.0.0.1", first.smtp_port, timeout=10) as server:
+            server.sendmail("a@example.com", ["b@example.com"], b"Subject: hi\r\n\r\nhello")
+        assert [path.suffix for path in (var_dir / "outbox").iterdir()] == [".eml"]
         credentials = re.search(r"Log in as (\S+) / (\S+) \(workspace 'demo'", output)
         assert credentials, output
         home = _login(first.base, credentials.group(1), credentials.group(2))
@@ -119,7 +132,7 @@ def test_killing_the_supervisor_outright_takes_its_children_with_it(tmp_path):
     try:
         stack.wait_healthy()
         children = psutil.Process(stack.process.pid).children(recursive=False)
-        assert len(children) == 3
+        assert len(children) == 4  # smtp, daphne, worker, scheduler
         stack.process.kill()
         stack.process.wait(timeout=10)
         _gone, alive = psutil.wait_procs(children, timeout=20)

@@ -106,6 +106,8 @@ class Command(BaseCommand):
         env["REDIS_URL"] = settings.REDIS_URL
         env["DJANGO_SETTINGS_MODULE"] = "engagement_site.settings"
         env["PYTHONUNBUFFERED"] = "1"
+        if self.dev_smtp_port is not None:
+            env["EMAIL_URL"] = f"smtp://127.0.0.1:{self.dev_smtp_port}?timeout=10"
         return env
 
     def _spawn(self, name: str, command: list[str]) -> None:
@@ -123,6 +125,11 @@ class Command(BaseCommand):
     def _start_children(self, *, host: str, port: int, workers: int) -> None:
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
+        # No EMAIL_URL: mail goes to the development SMTP server and its outbox page.
+        self.dev_smtp_port = None
+        if not os.environ.get("EMAIL_URL") and settings.DEV_OUTBOX_ENABLED:
+            self._spawn("smtp", [python, manage, "dev_smtp", "--port", str(settings.DEV_SMTP_PORT)])
+            self.dev_smtp_port = settings.DEV_SMTP_PORT
         daphne = str(Path(python).with_name("daphne"))
         self._spawn(
             "daphne",
