@@ -75,7 +75,10 @@ class Message(models.Model):
     rendered = models.JSONField(default=dict, blank=True)
     provider_message_id = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # When a queued message is next due (its decision, a retry, or the end of the
+    # lease of the job sending it); the scheduler re-queues the ones left behind.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    requeued_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -91,6 +94,11 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["workspace", "-created_at"], name="message_ws_created"),
             models.Index(fields=["journey", "node_id"], name="message_journey_node"),
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="queued"),
+                name="message_queued_due",
+            ),
         ]
 
     def __str__(self) -> str:

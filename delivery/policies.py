@@ -39,20 +39,13 @@ def reports_engagement(*, channel: str, engagement: str) -> bool:
     return engagement in _ENGAGEMENTS.get(channel, set())
 
 
-def send_time_block(*, message, now) -> str:
+def send_time_block(*, message, now, unsubscribed: set[tuple[int, str]]) -> str:
     """Why this message must not leave now (checked when it is sent, not only when the
-    journey decided it), or "". The caller holds the message's lock."""
-    from delivery.models import Consent
-
-    profile = message.profile
-    reason = unreachable_reason(profile=profile, channel=message.channel)
+    journey decided it), or "". `unsubscribed` holds the (profile id, channel) pairs of
+    the batch's people who said no."""
+    reason = unreachable_reason(profile=message.profile, channel=message.channel)
     if reason:
         return reason
-    status = (
-        Consent.objects.filter(profile=profile, channel=message.channel, topic="")
-        .values_list("status", flat=True)
-        .first()
-    )
-    if status == Consent.Status.UNSUBSCRIBED:
+    if (message.profile_id, message.channel) in unsubscribed:
         return "unsubscribed"
     return ""

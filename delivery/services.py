@@ -9,12 +9,16 @@ without polling.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.db import models, transaction
 from django.utils import timezone
 
+from delivery.channels.base import SendResult
 from delivery.models import Message
+
+logger = logging.getLogger(__name__)
 
 _STAMPS = {
     Message.Status.SENT: "sent_at",
@@ -85,7 +89,14 @@ def message_status_record(
         message.updated_at = timezone.now()
         message.save(update_fields=sorted(set(fields)))
         if message.enrollment_id is not None:
-            journeys_for_message_outcome(message=message)
+            # After commit, in a transaction of its own: a send job must not collect
+            # enrollment locks (the executor takes them in another order). A wake lost
+            # to a crash here is caught by the step's own deadline or recheck.
+            transaction.on_commit(
+                lambda: journeys_for_message_outcome(
+                    message_id=message.pk, enrollment_id=message.enrollment_id
+                )
+            )
     return True
 
 
@@ -102,10 +113,14 @@ def _stamp(message: Message, status: str, at: datetime) -> list[str]:
 
 RETRY_DELAYS = (60, 300, 1800, 7200)  # seconds; after the last, the message fails
 SEND_BATCH = 100
+# A claimed message belongs to its send job for this long (longer than a job may run:
+# RQ's 600 s timeout); a job that died is replaced by the scheduler after it.
+SEND_LEASE = timedelta(minutes=15)
 # The scheduler re-queues queued messages whose time has come and stayed this long
 # unsent (a job lost with Redis, a retry that is due), without racing the job queued
-# at commit.
+# at commit; a re-queued message is not re-queued again for REQUEUE_BACKOFF.
 REQUEUE_GRACE = timedelta(seconds=15)
+REQUEUE_BACKOFF = timedelta(minutes=2)
 
 
 def channel_queue(channel: str) -> str:
@@ -133,136 +148,206 @@ def message_decided(*, message: Message) -> None:
     transaction.on_commit(lambda: messages_enqueue([message.pk], channel=message.channel))
 
 
+def _claim(message_ids: list[int], now: datetime) -> list[int]:
+    """Take the due, queued ones among these messages for this job: a lease in
+    next_attempt_at, committed at once, so no other job or sweep sends them meanwhile."""
+    with transaction.atomic():
+        claimed = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=message_ids, status=Message.Status.QUEUED)
+            .filter(models.Q(next_attempt_at__isnull=True) | models.Q(next_attempt_at__lte=now))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        Message.objects.filter(pk__in=claimed).update(next_attempt_at=now + SEND_LEASE)
+    return claimed
+
+
 def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dict[str, int]:
-    """Send the due, queued ones among these messages through their channels. Each
-    message is locked while it is sent and its outcome recorded in the same
-    transaction, so two jobs never send it twice (the second skips it, or finds it no
-    longer queued). A crash between the provider's answer and the commit sends it
-    again on the retry: at least once to the provider, which gets the message's
-    idempotency key, and exactly once in the log. Returns counts by outcome."""
-    from content.rendering import TemplateRenderError, build_context
-    from delivery.channels import UnknownChannel, channel_class
-    from delivery.channels.base import Outgoing
-    from delivery.policies import send_time_block
-    from delivery.tokens import unsubscribe_url
+    """Send the due, queued ones among these messages through their channels.
+
+    They are claimed first (a lease, committed), so a second job for the same messages
+    finds nothing to do. Policies are checked again now, right before sending. Each
+    message's outcome is committed as soon as the channel answers for it, so a crash
+    or a timeout in the middle of a batch loses nothing already sent; the messages not
+    reached yet go out when their lease ends. A crash between a provider's answer and
+    that commit sends that one message again: at least once to the provider, which gets
+    the message's idempotency key, and exactly once in the log. Returns counts by
+    outcome."""
+    from delivery.channels import channel_class
 
     now = now or timezone.now()
     counts: dict[str, int] = {}
-    with transaction.atomic():
-        messages = list(
-            Message.objects.select_for_update(of=("self",), skip_locked=True)
-            .filter(pk__in=message_ids, status=Message.Status.QUEUED)
-            .filter(models.Q(next_attempt_at__isnull=True) | models.Q(next_attempt_at__lte=now))
-            .select_related("profile", "template_version", "journey", "workspace", "enrollment")
-            .order_by("pk")
+
+    def count(key: str) -> None:
+        counts[key] = counts.get(key, 0) + 1
+
+    claimed = _claim(message_ids, now)
+    if not claimed:
+        return counts
+    messages = list(
+        Message.objects.filter(pk__in=claimed)
+        .select_related(
+            "profile", "template_version__template", "journey", "workspace", "enrollment"
         )
-        by_channel: dict[str, list[tuple[Message, Outgoing]]] = {}
-        for message in messages:
-            reason = send_time_block(message=message, now=now)
-            if reason:
-                _outcome(message, Message.Status.SUPPRESSED, reason=reason, now=now)
-                counts["suppressed"] = counts.get("suppressed", 0) + 1
-                continue
-            try:
-                channel = channel_class(message.channel)()
-            except UnknownChannel as error:
-                _outcome(
-                    message, Message.Status.FAILED, reason="no_channel", error=str(error), now=now
-                )
-                counts["failed"] = counts.get("failed", 0) + 1
-                continue
-            unsubscribe = unsubscribe_url(message.pk)
-            context = build_context(
-                workspace=message.workspace,
-                profile=message.profile,
-                event=(
-                    (message.enrollment.context or {}).get("event") if message.enrollment else None
-                ),
-                journey={"id": message.journey_id, "name": message.journey.name}
-                if message.journey
-                else None,
-                message={"id": message.pk, "unsubscribe_url": unsubscribe},
+        .order_by("pk")
+    )
+    blocks = _send_time_blocks(messages, now)
+    by_channel: dict[str, list] = {}
+    for message in messages:
+        if blocks.get(message.pk):
+            _finish(message, Message.Status.SUPPRESSED, reason=blocks[message.pk], now=now)
+            count("suppressed")
+            continue
+        try:
+            outgoing = _prepare(message)
+        except _NotSendable as refusal:
+            _finish(
+                message, Message.Status.FAILED, reason=refusal.reason, error=str(refusal), now=now
             )
+            count("failed")
+            continue
+        by_channel.setdefault(message.channel, []).append((message, outgoing))
+    for channel_id, items in by_channel.items():
+        channel = channel_class(channel_id)()
+        results = iter(channel.send_batch([outgoing for _, outgoing in items]))
+        for message, _ in items:
             try:
-                fields = channel.render(
-                    version=message.template_version, locale=message.profile.locale, context=context
+                result = next(results)
+            except StopIteration:
+                result = None
+            except Exception as error:  # a plug-in that raised: worth another try
+                logger.exception(
+                    "channel %s raised while sending message %s", channel_id, message.pk
                 )
-            except TemplateRenderError as error:
-                _outcome(
-                    message, Message.Status.FAILED, reason="render_error", error=str(error), now=now
-                )
-                counts["failed"] = counts.get("failed", 0) + 1
-                continue
-            message.rendered = fields
-            by_channel.setdefault(message.channel, []).append(
-                (
-                    message,
-                    Outgoing(
-                        message_id=message.pk,
-                        idempotency_key=message.idempotency_key,
-                        workspace_id=message.workspace_id,
-                        to=channel.address(message.profile),
-                        fields=fields,
-                        unsubscribe_url=unsubscribe,
-                    ),
-                )
-            )
-        for channel_id, items in by_channel.items():
-            results = channel_class(channel_id)().send_batch([outgoing for _, outgoing in items])
-            for (message, _), result in zip(items, results, strict=True):
-                key = _record_result(message, result, now)
-                counts[key] = counts.get(key, 0) + 1
+                result = SendResult.temporary(f"{type(error).__name__}: {error}")
+            if result is None:  # the channel answered for fewer messages than it got
+                result = SendResult.temporary("the channel gave no answer for this message")
+            count(_record_result(message, result, now))
     return counts
+
+
+class _NotSendable(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+def _prepare(message: Message):
+    """The Outgoing of a message: its address and rendered fields, or _NotSendable."""
+    from content.rendering import TemplateRenderError, build_context
+    from delivery.channels import UnknownChannel, channel_class
+    from delivery.channels.base import Outgoing
+    from delivery.tokens import unsubscribe_url
+
+    try:
+        channel = channel_class(message.channel)()
+    except UnknownChannel as error:
+        raise _NotSendable("no_channel", str(error)) from None
+    unsubscribe = unsubscribe_url(message.pk)
+    enrollment_context = (message.enrollment.context or {}) if message.enrollment else {}
+    context = build_context(
+        workspace=message.workspace,
+        profile=message.profile,
+        event=enrollment_context.get("event"),
+        journey={"id": message.journey_id, "name": message.journey.name}
+        if message.journey
+        else None,
+        message={"id": message.pk, "unsubscribe_url": unsubscribe},
+    )
+    try:
+        fields = channel.render(
+            version=message.template_version, locale=message.profile.locale, context=context
+        )
+        address = channel.address(message.profile)
+    except TemplateRenderError as error:
+        raise _NotSendable("render_error", str(error)) from None
+    except Exception as error:  # a bug in a channel must fail one message, not the batch
+        logger.exception("preparing message %s failed", message.pk)
+        raise _NotSendable("internal_error", f"{type(error).__name__}: {error}") from None
+    message.rendered = fields
+    return Outgoing(
+        message_id=message.pk,
+        idempotency_key=message.idempotency_key,
+        workspace_id=message.workspace_id,
+        to=address,
+        fields=fields,
+        unsubscribe_url=unsubscribe,
+    )
+
+
+def _send_time_blocks(messages: list[Message], now: datetime) -> dict[int, str]:
+    """Why each message must not leave now (one query for the batch's consents)."""
+    from delivery.models import Consent
+    from delivery.policies import send_time_block
+
+    unsubscribed = set(
+        Consent.objects.filter(
+            profile_id__in={message.profile_id for message in messages},
+            topic="",
+            status=Consent.Status.UNSUBSCRIBED,
+        ).values_list("profile_id", "channel")
+    )
+    return {
+        message.pk: send_time_block(message=message, now=now, unsubscribed=unsubscribed)
+        for message in messages
+    }
 
 
 def _record_result(message: Message, result, now: datetime) -> str:
     message.attempts += 1
     if result.status == "sent":
         message.provider_message_id = result.provider_message_id[:200]
-        _outcome(message, Message.Status.SENT, now=now)
+        _finish(message, Message.Status.SENT, now=now)
         return "sent"
     if result.status == "temporary" and message.attempts <= len(RETRY_DELAYS):
-        message.next_attempt_at = now + timedelta(seconds=RETRY_DELAYS[message.attempts - 1])
-        message.last_error = result.error[:500]
-        message.updated_at = timezone.now()
-        message.save(
-            update_fields=["attempts", "next_attempt_at", "last_error", "rendered", "updated_at"]
-        )
+        with transaction.atomic():
+            Message.objects.filter(pk=message.pk, status=Message.Status.QUEUED).update(
+                attempts=message.attempts,
+                next_attempt_at=now + timedelta(seconds=RETRY_DELAYS[message.attempts - 1]),
+                last_error=result.error[:500],
+                rendered=message.rendered,
+                updated_at=timezone.now(),
+            )
         return "retry"
     reason = "retries_exhausted" if result.status == "temporary" else "provider_refused"
-    _outcome(message, Message.Status.FAILED, reason=reason, error=result.error, now=now)
+    _finish(message, Message.Status.FAILED, reason=reason, error=result.error, now=now)
     return "failed"
 
 
-def _outcome(
+def _finish(
     message: Message, status: str, *, now: datetime, reason: str = "", error: str = ""
 ) -> None:
-    """Save what the send learned, then move the status through the one service."""
-    message.last_error = error[:500]
-    message.next_attempt_at = None
-    message.save(
-        update_fields=[
-            "attempts",
-            "provider_message_id",
-            "rendered",
-            "last_error",
-            "next_attempt_at",
-        ]
-    )
-    message_status_record(message_id=message.pk, status=status, at=now, reason=reason)
+    """Commit what the send learned and the new status (through the one service)."""
+    with transaction.atomic():
+        Message.objects.filter(pk=message.pk).update(
+            attempts=message.attempts,
+            provider_message_id=message.provider_message_id,
+            rendered=message.rendered,
+            last_error=error[:500],
+            next_attempt_at=None,
+        )
+        message_status_record(message_id=message.pk, status=status, at=now, reason=reason)
 
 
 def scheduler_duty() -> None:
     """run_scheduler: queue the sends that are due and not on their way (retries whose
-    time came, messages whose job was lost)."""
+    time came, messages whose job was lost, leases of dead jobs that ran out)."""
     now = timezone.now()
-    due = (
+    due = list(
         Message.objects.filter(
             status=Message.Status.QUEUED, next_attempt_at__lte=now - REQUEUE_GRACE
+        )
+        .filter(
+            models.Q(requeued_at__isnull=True) | models.Q(requeued_at__lt=now - REQUEUE_BACKOFF)
         )
         .order_by("next_attempt_at")
         .values_list("pk", "channel")[: SEND_BATCH * 50]
     )
+    if not due:
+        return
+    # Not again until the backoff: a backlogged queue is not flooded with repeats.
+    Message.objects.filter(pk__in=[pk for pk, _ in due]).update(requeued_at=now)
     by_channel: dict[str, list[int]] = {}
     for message_id, channel in due:
         by_channel.setdefault(channel, []).append(message_id)
@@ -278,13 +363,13 @@ def consent_set(*, profile, channel: str, status: str, source: str, message: Mes
     changes nothing and writes no audit row). Audited without the address."""
     from delivery.models import Consent
     from engagement_site.workspaces.services import AuditContext, audit_record
+    from segments.models import Profile
 
     with transaction.atomic():
-        consent = (
-            Consent.objects.select_for_update()
-            .filter(profile=profile, channel=channel, topic="")
-            .first()
-        )
+        # The profile's row serialises answers: two one-click POSTs at once (a mail
+        # client's and the person's) must not both insert.
+        Profile.objects.select_for_update().filter(pk=profile.pk).first()
+        consent = Consent.objects.filter(profile=profile, channel=channel, topic="").first()
         if consent is not None and consent.status == status:
             return consent
         before = consent.status if consent is not None else ""

@@ -751,30 +751,32 @@ def _fallback(node: FallbackNode, enrollment: Enrollment, context: dict, now: da
                 {"message": message.pk, "channel": message.channel, "tried": tried},
             )
         index += 1
-        if index == len(node.chain):
+        if index >= len(node.chain):  # also a chain shortened by a new version
             return StepLog.Outcome.SKIPPED, "next", {"reason": "no_channel_reached", "tried": tried}
         message = _fallback_message(node, enrollment, context, visit, index, "", now)
 
 
-def journeys_for_message_outcome(*, message) -> None:
-    """Delivery's hook, inside the transaction that changed the message's status: wake
-    the fallback step parked on this message so it decides at once."""
-    enrollment = (
-        Enrollment.objects.select_for_update()
-        .filter(pk=message.enrollment_id, state=Enrollment.State.WAITING)
-        .first()
-    )
-    if enrollment is None:
-        return
-    parked = (enrollment.context or {}).get("parked") or {}
-    if parked.get("node") != message.node_id or parked.get("message") != message.pk:
-        return
-    now = timezone.now()
-    enrollment.state = Enrollment.State.ACTIVE
-    enrollment.next_run_at = now
-    enrollment.updated_at = now
-    enrollment.save(update_fields=["state", "next_run_at", "updated_at"])
-    transaction.on_commit(lambda: advance_enqueue([enrollment.pk]))
+def journeys_for_message_outcome(*, message_id: int, enrollment_id: int) -> None:
+    """Delivery's hook, after a message's status changed: wake the fallback step parked
+    on this message so it decides at once (action-node messages wake nothing)."""
+    with transaction.atomic():
+        enrollment = (
+            Enrollment.objects.select_for_update()
+            .filter(
+                pk=enrollment_id,
+                state=Enrollment.State.WAITING,
+                context__parked__message=message_id,
+            )
+            .first()
+        )
+        if enrollment is None:
+            return
+        now = timezone.now()
+        enrollment.state = Enrollment.State.ACTIVE
+        enrollment.next_run_at = now
+        enrollment.updated_at = now
+        enrollment.save(update_fields=["state", "next_run_at", "updated_at"])
+        transaction.on_commit(lambda: advance_enqueue([enrollment.pk]))
 
 
 def _goal_event(

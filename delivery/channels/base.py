@@ -10,6 +10,7 @@ lets a fallback chain move on.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -55,7 +56,7 @@ class SendResult:
 
 
 class Channel:
-    """Subclass, set `id` and `Config`, and implement `send_batch` (or `send`)."""
+    """Subclass, set `id` and `Config`, and implement `send` (or `send_batch`)."""
 
     id: ClassVar[str]
     name: ClassVar[str] = ""
@@ -84,6 +85,9 @@ class Channel:
     def send(self, outgoing: Outgoing) -> SendResult:
         raise NotImplementedError
 
-    def send_batch(self, batch: list[Outgoing]) -> list[SendResult]:
-        """Channels that can reuse a connection across a batch override this."""
-        return [self.send(outgoing) for outgoing in batch]
+    def send_batch(self, batch: list[Outgoing]) -> Iterator[SendResult]:
+        """One result per message, in order, yielded as each is known (delivery commits
+        each before the next is sent). Channels that reuse a connection across a batch
+        override this."""
+        for outgoing in batch:
+            yield self.send(outgoing)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import smtplib
-from email.utils import formataddr, make_msgid, parseaddr
+from collections.abc import Iterator
+from email.utils import formataddr, parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -19,18 +20,29 @@ class EmailConfig(ChannelConfig):
     from_email: str = Field(default="", max_length=254, description="Default: DEFAULT_FROM_EMAIL")
 
 
+def _reply(code: int, text) -> str:
+    return f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+
+
 def _classify(error: Exception) -> SendResult:
-    """An SMTP reply in the 4xx range, or no answer at all, is worth another try; a
-    5xx reply is final."""
+    """For one message: a 5xx refusal of the recipient or the data is final, a 4xx one
+    is worth another try, and so is a dropped connection. A message that cannot even be
+    built (a malformed address or header) is final."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
-        code, reply = next(iter(error.recipients.values()))
-        text = f"{code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"
-        return SendResult.permanent(text) if code >= 500 else SendResult.temporary(text)
+        code, text = next(iter(error.recipients.values()))
+        return (SendResult.permanent if code >= 500 else SendResult.temporary)(_reply(code, text))
+    if isinstance(error, smtplib.SMTPAuthenticationError | smtplib.SMTPHeloError):
+        # Our login or greeting: the server's setup, not this person; retry.
+        return SendResult.temporary(_reply(error.smtp_code, error.smtp_error))
+    if isinstance(error, smtplib.SMTPSenderRefused):
+        # Our sender refused: the server's setup, not this person; retry, do not fail.
+        return SendResult.temporary(_reply(error.smtp_code, error.smtp_error))
     if isinstance(error, smtplib.SMTPResponseException):
-        reply = error.smtp_error
-        text = f"{error.smtp_code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"
-        return SendResult.permanent(text) if error.smtp_code >= 500 else SendResult.temporary(text)
-    return SendResult.temporary(f"{type(error).__name__}: {error}")
+        text = _reply(error.smtp_code, error.smtp_error)
+        return (SendResult.permanent if error.smtp_code >= 500 else SendResult.temporary)(text)
+    if isinstance(error, smtplib.SMTPException | OSError):
+        return SendResult.temporary(f"{type(error).__name__}: {error}")
+    return SendResult.permanent(f"{type(error).__name__}: {error}")
 
 
 class EmailChannel(Channel):
@@ -46,15 +58,13 @@ class EmailChannel(Channel):
             sender = formataddr((fields["from_name"], parseaddr(sender)[1]))
         domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
         headers = {
-            "Message-ID": make_msgid(
-                idstring=outgoing.idempotency_key.replace(":", "."), domain=domain
-            ),
+            # The same on every try of this message, so a repeat is recognisable.
+            "Message-ID": f"<{outgoing.idempotency_key.replace(':', '.')}@{domain}>",
             "X-Engagement-Message": outgoing.idempotency_key,
         }
         if outgoing.unsubscribe_url:
-            headers["List-Unsubscribe"] = (
-                f"<{outgoing.unsubscribe_post_url or outgoing.unsubscribe_url}>"
-            )
+            link = outgoing.unsubscribe_post_url or outgoing.unsubscribe_url
+            headers["List-Unsubscribe"] = f"<{link}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         email = EmailMultiAlternatives(
             subject=fields["subject"],
@@ -67,26 +77,39 @@ class EmailChannel(Channel):
         email.attach_alternative(fields["html"], "text/html")
         return email
 
-    def send_batch(self, batch: list[Outgoing]) -> list[SendResult]:
-        results: list[SendResult] = []
-        try:
-            connection = get_connection(fail_silently=False)
-            connection.open()
-        except Exception as error:  # the server is down: every message waits
-            return [_classify(error)] * len(batch)
-        try:
-            for outgoing in batch:
+    def send_batch(self, batch: list[Outgoing]) -> Iterator[SendResult]:
+        connection = get_connection(fail_silently=False)
+        for outgoing in batch:
+            try:
                 email = self._email(outgoing)
-                try:
-                    connection.send_messages([email])
-                except Exception as error:
-                    results.append(_classify(error))
-                    continue
-                results.append(SendResult.sent(email.extra_headers["Message-ID"]))
-        finally:
-            with contextlib.suppress(Exception):
-                connection.close()
-        return results
+                email.message()  # builds it: a bad address or header fails here, finally
+            except Exception as error:
+                yield _classify(error)
+                continue
+            try:
+                if connection.connection is None:
+                    connection.open()
+                accepted = connection.send_messages([email])
+            except smtplib.SMTPServerDisconnected as error:
+                # Unknown whether it got through: try again later, on a new connection.
+                with contextlib.suppress(Exception):
+                    connection.close()
+                yield SendResult.temporary(f"SMTPServerDisconnected: {error}")
+                continue
+            except Exception as error:
+                if not isinstance(error, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError):
+                    # The server or our login is the problem (connection refused, auth,
+                    # sender refused): start again with a new connection next time.
+                    with contextlib.suppress(Exception):
+                        connection.close()
+                yield _classify(error)
+                continue
+            if not accepted:
+                yield SendResult.temporary("the mail server accepted no recipient")
+                continue
+            yield SendResult.sent(email.extra_headers["Message-ID"])
+        with contextlib.suppress(Exception):
+            connection.close()
 
     def send(self, outgoing: Outgoing) -> SendResult:
-        return self.send_batch([outgoing])[0]
+        return next(iter(self.send_batch([outgoing])))

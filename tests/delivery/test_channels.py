@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from typing import ClassVar
 
 import pytest
 
 from delivery import channels as registry
+from delivery.channels import Channel, SendResult
 from delivery.models import Message
 from delivery.services import messages_send
 from segments.models import Profile
@@ -111,3 +113,58 @@ def test_bad_registrations_fail_loudly(settings):
     with pytest.raises(registry.UnknownChannel, match="no delivery channel 'fax' is installed"):
         registry.channel_class("fax")
     registry.channels.cache_clear()
+
+
+class FlakyChannel(Channel):
+    """Renders nothing for a profile named "broken"; its provider dies after one send."""
+
+    id = "flaky"
+    sent: ClassVar[list[str]] = []
+
+    def address(self, profile):
+        return profile.user_id
+
+    def render(self, *, version, locale, context):
+        if context["profile"]["user_id"] == "broken":
+            raise KeyError("no_such_field")
+        return {"body": "hi"}
+
+    def send_batch(self, batch):
+        for outgoing in batch:
+            if len(self.sent) == 1:
+                raise ConnectionResetError("the provider hung up")
+            self.sent.append(outgoing.to)
+            yield SendResult.sent(f"f-{outgoing.to}")
+
+
+def test_a_broken_message_or_a_dying_provider_costs_only_what_it_must(workspace, settings):
+    """One message the channel cannot render fails alone; when the provider dies in the
+    middle of a batch, what it already took stays sent (committed one by one) and the
+    rest waits for a retry: nothing is sent twice, nothing is lost."""
+    registry.channels.cache_clear()
+    settings.DELIVERY_CHANNELS = ["tests.delivery.test_channels.FlakyChannel"]
+    FlakyChannel.sent.clear()
+    people = [
+        Profile.objects.create(workspace=workspace, user_id=name)
+        for name in ("first", "broken", "second", "third")
+    ]
+    messages = [
+        Message.objects.create(
+            workspace=workspace, idempotency_key=f"f:{person.pk}", profile=person, channel="flaky"
+        )
+        for person in people
+    ]
+    try:
+        counts = messages_send(message_ids=[m.pk for m in messages])
+    finally:
+        registry.channels.cache_clear()
+    assert counts == {"failed": 1, "sent": 1, "retry": 2}
+    rows = {m.profile.user_id: m for m in Message.objects.select_related("profile")}
+    assert (rows["first"].status, rows["first"].provider_message_id) == ("sent", "f-first")
+    assert (rows["broken"].status, rows["broken"].reason) == ("failed", "internal_error")
+    assert "KeyError" in rows["broken"].last_error
+    for name in ("second", "third"):
+        assert (rows[name].status, rows[name].attempts) == ("queued", 1)
+    assert "the provider hung up" in rows["second"].last_error
+    assert rows["third"].last_error == "the channel gave no answer for this message"
+    assert FlakyChannel.sent == ["first"]

@@ -92,11 +92,14 @@ def test_a_journey_email_arrives_and_one_click_unsubscribe_stops_the_next(
     assert Enrollment.objects.get(profile=ada).state == "exited"
 
 
-def test_the_unsubscribe_page_asks_first_and_forged_links_are_refused(workspace, weekly, smtp):
+def test_the_unsubscribe_page_asks_first_and_forged_links_are_refused(
+    workspace, weekly, smtp, settings
+):
     ada = _ada(workspace)
     services.journey_enroll(journey=weekly, profile_id=ada.pk, context=EDITOR)
     _work()
-    path = str(smtp.received[0]["List-Unsubscribe"]).strip()[1:-1].split("8000", 1)[1]
+    link = str(smtp.received[0]["List-Unsubscribe"]).strip()[1:-1]
+    path = link.removeprefix(settings.PUBLIC_URL)
     client = Client(enforce_csrf_checks=True)
     page = client.get(path)
     assert page.status_code == 200 and "Unsubscribe from Acme" in page.content.decode()
@@ -197,5 +200,41 @@ def test_a_permanent_refusal_fails_the_email_and_the_chain_moves_on(workspace, s
     email_message = Message.objects.get(profile=ada, channel="email")
     assert (email_message.status, email_message.reason) == ("failed", "provider_refused")
     assert email_message.last_error.startswith("550 5.1.1 No such user")
-    assert Message.objects.get(profile=ada, channel="in_app").chain_index == 1
+    card_message = Message.objects.get(profile=ada, channel="in_app")
+    # No in-app channel is installed yet: that message fails too, and the chain ends.
+    assert (card_message.chain_index, card_message.status, card_message.reason) == (
+        1, "failed", "no_channel",
+    )  # fmt: skip
+    enrollment = Enrollment.objects.get(profile=ada)
+    step = enrollment.steps.get(node_id="reach")
+    assert (enrollment.state, step.detail["reason"]) == ("exited", "no_channel_reached")
     assert smtp.received == []
+
+
+def test_a_mail_server_that_is_down_delays_the_email_and_loses_nothing(
+    workspace, weekly, smtp, settings
+):
+    ada = _ada(workspace)
+    live_port = settings.EMAIL_PORT
+    settings.EMAIL_PORT = _closed_port()
+    with time_machine.travel(T0, tick=False):
+        services.journey_enroll(journey=weekly, profile_id=ada.pk, context=EDITOR)
+        _work()
+    message = Message.objects.get(profile=ada, node_id="first")
+    assert (message.status, message.attempts) == ("queued", 1)
+    assert "ConnectionRefusedError" in message.last_error
+    settings.EMAIL_PORT = live_port
+    with time_machine.travel(T0 + timedelta(seconds=RETRY_DELAYS[0]) + REQUEUE_GRACE, tick=False):
+        delivery_duty()
+        _work()
+    message.refresh_from_db()
+    assert message.status == "sent"
+    assert [m["X-Engagement-Message"] for m in smtp.received] == [message.idempotency_key]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nobody listens once it is closed
