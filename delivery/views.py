@@ -72,5 +72,5 @@ def outbox(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "delivery/outbox.html",
-        {"area": "outbox", "messages": messages, "current": current},
+        {"area": "outbox", "outbox_messages": messages, "current": current},
     )

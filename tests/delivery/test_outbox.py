@@ -55,6 +55,7 @@ def test_the_outbox_shows_the_workspaces_mail_and_only_its_own(
     assert page.status_code == 200
     assert html.count('class="outbox-item') == 1
     assert "Hello Ada" in html and "List-Unsubscribe-Post" in html
+    assert "OutboxMessage(" not in html  # not mistaken for the notices of the messages framework
     assert 'sandbox srcdoc="&lt;' in html  # the body, escaped into a sandboxed frame
     # The outsider's own workspace has its own (empty) outbox; ours answers them 404.
     theirs = logged_in(outsider).get(
