@@ -10,6 +10,7 @@ bounced, suppressed; each stage keeps the time it was first reached.
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -139,3 +140,20 @@ class Consent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.profile_id} {self.channel}: {self.status}"
+
+
+class DeliverySettings(models.Model):
+    """A workspace's delivery choices (one row; defaults when there is none)."""
+
+    workspace = models.OneToOneField(
+        Workspace, on_delete=models.CASCADE, related_name="delivery_settings"
+    )
+    track_opens = models.BooleanField(default=True)
+    track_clicks = models.BooleanField(default=True)
+    # Links to these hosts (and their subdomains) get utm_* parameters.
+    utm_domains = ArrayField(models.CharField(max_length=253), default=list, blank=True)
+    utm_source = models.CharField(max_length=100, default="engagement")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"delivery settings of {self.workspace_id}"

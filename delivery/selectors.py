@@ -24,3 +24,11 @@ def message_keys_in_workspace(*, workspace: Workspace, keys: set[str]) -> set[st
             "idempotency_key", flat=True
         )
     )
+
+
+def delivery_settings(*, workspace: Workspace):
+    """The workspace's delivery settings, or the defaults (not saved) when it has none."""
+    from delivery.models import DeliverySettings
+
+    found = DeliverySettings.objects.filter(workspace=workspace).first()
+    return found if found is not None else DeliverySettings(workspace=workspace)

@@ -265,6 +265,8 @@ def _prepare(message: Message):
     except Exception as error:  # a bug in a channel must fail one message, not the batch
         logger.exception("preparing message %s failed", message.pk)
         raise _NotSendable("internal_error", f"{type(error).__name__}: {error}") from None
+    if message.channel == "email" and fields.get("html"):
+        fields = _tracked(message, fields, unsubscribe)
     message.rendered = fields
     return Outgoing(
         message_id=message.pk,
@@ -274,6 +276,28 @@ def _prepare(message: Message):
         fields=fields,
         unsubscribe_url=unsubscribe,
     )
+
+
+def _tracked(message: Message, fields: dict, unsubscribe: str) -> dict:
+    """The email's HTML with tracked links, UTM parameters and the open pixel, as the
+    workspace's settings ask; the links it points at are kept in `links`."""
+    from django.utils.text import slugify
+
+    from delivery.selectors import delivery_settings
+    from delivery.tracking import track_email
+
+    options = delivery_settings(workspace=message.workspace)
+    html, links = track_email(
+        html=fields["html"],
+        message_id=message.pk,
+        unsubscribe_url=unsubscribe,
+        track_opens=options.track_opens,
+        track_clicks=options.track_clicks,
+        utm_domains=options.utm_domains,
+        utm_source=options.utm_source,
+        campaign=slugify(message.journey.name) if message.journey else "",
+    )
+    return {**fields, "html": html, "links": links}
 
 
 def _send_time_blocks(messages: list[Message], now: datetime) -> dict[int, str]:
@@ -388,3 +412,23 @@ def consent_set(*, profile, channel: str, status: str, source: str, message: Mes
             changes={"channel": channel, "status": [before, status], "source": source},
         )
     return consent
+
+
+# --------------------------------------------------------------------------- engagement
+
+
+def message_engagement_record(*, message_id: int, engagement: str) -> bool:
+    """A person opened or clicked a message (from tracking). A click within
+    MACHINE_CLICK_SECONDS of the send is a link scanner's and counts for nothing; a
+    repeat changes nothing. Returns whether the status moved."""
+    from delivery.tracking import MACHINE_CLICK_SECONDS
+
+    now = timezone.now()
+    sent_at = Message.objects.filter(pk=message_id).values_list("sent_at", flat=True).first()
+    scanner = sent_at is not None and (now - sent_at).total_seconds() < MACHINE_CLICK_SECONDS
+    if engagement == "clicked" and scanner:
+        return False
+    try:
+        return message_status_record(message_id=message_id, status=engagement, at=now)
+    except (StatusChangeRefused, Message.DoesNotExist):
+        return False  # a suppressed message cannot be opened; an erased one is gone

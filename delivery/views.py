@@ -74,3 +74,44 @@ def outbox(request: HttpRequest) -> HttpResponse:
         "delivery/outbox.html",
         {"area": "outbox", "outbox_messages": messages, "current": current},
     )
+
+
+# --------------------------------------------------------------------------- tracking
+
+# The smallest transparent GIF.
+PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+
+
+@require_http_methods(["GET", "HEAD"])
+def track_open(request: HttpRequest, token: str) -> HttpResponse:
+    """The open pixel: records the first open by a person (not a HEAD or a scanner)."""
+    from delivery import services, tracking
+
+    parts = tracking.token_parts(token)
+    if parts is not None and not tracking.is_machine(request):
+        services.message_engagement_record(message_id=parts[0], engagement="opened")
+    response = HttpResponse(PIXEL, content_type="image/gif")
+    response["Cache-Control"] = "no-store, max-age=0"
+    return response
+
+
+@require_http_methods(["GET", "HEAD"])
+def track_click(request: HttpRequest, token: str) -> HttpResponse:
+    """A tracked link: records the click (people only) and sends the reader on to the
+    URL stored with the message, never one taken from the request."""
+    from django.http import HttpResponseRedirect
+
+    from delivery import services, tracking
+
+    parts = tracking.token_parts(token)
+    message = Message.objects.filter(pk=parts[0]).first() if parts is not None else None
+    links = (message.rendered or {}).get("links", []) if message is not None else []
+    if parts is None or not 0 <= parts[1] < len(links):
+        raise Http404("This link is not valid.")
+    if not tracking.is_machine(request):
+        services.message_engagement_record(message_id=message.pk, engagement="clicked")
+    response = HttpResponseRedirect(links[parts[1]])
+    response["Cache-Control"] = "no-store"
+    return response

@@ -49,6 +49,8 @@ urlpatterns = [
     path("v1/", include("segments.tracking_urls")),
     # Links inside messages, for the people they go to (no login; signed tokens).
     path("u/<str:token>/", delivery_views.unsubscribe, name="unsubscribe"),
+    path("t/o/<str:token>.gif", delivery_views.track_open, name="track_open"),
+    path("t/c/<str:token>/", delivery_views.track_click, name="track_click"),
     path("w/<slug:workspace_slug>/", include(workspace_patterns)),
     path("api/v1/", include(api_v1_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

@@ -5,6 +5,7 @@ fallback chain. Jobs run on a real RQ worker, time under test control."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import django_rq
@@ -14,7 +15,7 @@ from django.test import Client
 from rq import SimpleWorker
 
 from content import services as content_services
-from delivery.models import Consent, Message
+from delivery.models import Consent, DeliverySettings, Message
 from delivery.services import REQUEUE_GRACE, RETRY_DELAYS, messages_enqueue
 from delivery.services import scheduler_duty as delivery_duty
 from engagement_site.workspaces.models import AuditLog
@@ -59,7 +60,10 @@ def test_a_journey_email_arrives_and_one_click_unsubscribe_stops_the_next(
     assert first.provider_message_id == received["Message-ID"]
     assert received["X-Engagement-Message"] == first.idempotency_key
     html = received.get_body(("html",)).get_content()
-    assert "Hi Ada, see" in html and 'href="https://acme.example/sale"' in html
+    assert "Hi Ada, see" in html
+    assert f'href="{settings.PUBLIC_URL}/t/c/' in html  # the sale link, tracked
+    assert "https://acme.example/sale" not in html
+    assert first.rendered["links"] == ["https://acme.example/sale"]
     unsubscribe = str(received["List-Unsubscribe"]).strip()  # folded: a long line
     assert unsubscribe.startswith(f"<{settings.PUBLIC_URL}/u/") and unsubscribe.endswith("/>")
     assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -238,3 +242,65 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]  # nobody listens once it is closed
+
+
+def test_tracked_links_and_the_open_pixel_record_people_not_machines(
+    workspace, weekly, smtp, settings
+):
+    DeliverySettings.objects.create(workspace=workspace, utm_domains=["acme.example"])
+    ada = _ada(workspace)
+    with time_machine.travel(T0, tick=False):
+        services.journey_enroll(journey=weekly, profile_id=ada.pk, context=EDITOR)
+        _work()
+    html = smtp.received[0].get_body(("html",)).get_content()
+    click = re.search(r'href="([^"]*/t/c/[^"]+)"', html).group(1).removeprefix(settings.PUBLIC_URL)
+    pixel = re.search(r'src="([^"]*/t/o/[^"]+)"', html).group(1).removeprefix(settings.PUBLIC_URL)
+    message = Message.objects.get(profile=ada, node_id="first")
+    assert message.rendered["links"] == [
+        "https://acme.example/sale?utm_source=engagement&utm_medium=email&utm_campaign=weekly"
+    ]
+    client = Client()
+    scanner = {"User-Agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"}
+    with time_machine.travel(T0 + timedelta(seconds=1), tick=False):
+        # Within seconds of the send: a security scanner following links, not Ada.
+        early = client.get(click)
+        assert (early.status_code, early["Location"]) == (302, message.rendered["links"][0])
+        assert client.head(pixel).status_code == 200
+        assert client.get(pixel, headers=scanner).status_code == 200
+    message.refresh_from_db()
+    assert (message.status, message.opened_at, message.clicked_at) == ("sent", None, None)
+    with time_machine.travel(T0 + timedelta(minutes=5), tick=False):
+        opened = client.get(pixel)
+        assert (opened.status_code, opened["Content-Type"]) == (200, "image/gif")
+    with time_machine.travel(T0 + timedelta(minutes=6), tick=False):
+        assert client.get(click)["Location"] == message.rendered["links"][0]
+        assert client.get(click, headers=scanner).status_code == 302
+    message.refresh_from_db()
+    assert (message.status, message.opened_at, message.clicked_at) == (
+        "clicked", T0 + timedelta(minutes=5), T0 + timedelta(minutes=6),
+    )  # fmt: skip
+    token = click.split("/")[3]
+    message_part, signature = token.split(":")
+    for forged in (
+        f"{message_part}:{signature[:-1]}x",
+        "1.5:abc",
+        f"{message_part[:-1]}9:{signature}",
+    ):
+        assert client.get(f"/t/c/{forged}/").status_code == 404
+    assert client.get("/t/c/nonsense/").status_code == 404
+
+
+def test_utm_parameters_join_a_links_own_and_never_replace_them():
+    from delivery.tracking import with_utm
+
+    options = {
+        "domains": ["acme.example"],
+        "source": "engagement",
+        "campaign": "spring",
+        "medium": "email",
+    }
+    assert with_utm("https://shop.acme.example/p?utm_source=partner&x=1", **options) == (
+        "https://shop.acme.example/p?utm_source=partner&x=1&utm_medium=email&utm_campaign=spring"
+    )
+    assert with_utm("https://elsewhere.example/p", **options) == "https://elsewhere.example/p"
+    assert with_utm("https://notacme.example/p", **options) == "https://notacme.example/p"
