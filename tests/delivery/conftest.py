@@ -40,7 +40,7 @@ class SmtpSink:
         return [message for message in self.received if message["To"] == address]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -49,7 +49,7 @@ def _free_port() -> int:
 @pytest.fixture
 def smtp(settings):
     """Point Django's SMTP backend at a running aiosmtpd server."""
-    sink = SmtpSink("127.0.0.1", _free_port())
+    sink = SmtpSink("127.0.0.1", free_port())
     controller = Controller(sink, hostname=sink.host, port=sink.port)
     controller.start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"

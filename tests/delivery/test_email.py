@@ -22,7 +22,7 @@ from engagement_site.workspaces.models import AuditLog
 from journeys import executor, services
 from journeys.models import Enrollment
 from segments.models import Profile
-from tests.delivery.conftest import _email_template
+from tests.delivery.conftest import _email_template, free_port
 from tests.journeys.test_executor import EDITOR, _run_journey
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -220,7 +220,7 @@ def test_a_mail_server_that_is_down_delays_the_email_and_loses_nothing(
 ):
     ada = _ada(workspace)
     live_port = settings.EMAIL_PORT
-    settings.EMAIL_PORT = _closed_port()
+    settings.EMAIL_PORT = free_port()  # nobody listens there
     with time_machine.travel(T0, tick=False):
         services.journey_enroll(journey=weekly, profile_id=ada.pk, context=EDITOR)
         _work()
@@ -234,14 +234,6 @@ def test_a_mail_server_that_is_down_delays_the_email_and_loses_nothing(
     message.refresh_from_db()
     assert message.status == "sent"
     assert [m["X-Engagement-Message"] for m in smtp.received] == [message.idempotency_key]
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # nobody listens once it is closed
 
 
 def test_tracked_links_and_the_open_pixel_record_people_not_machines(

@@ -3,8 +3,6 @@ workspace only its own mail."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from aiosmtpd.controller import Controller
 from django.urls import reverse
@@ -13,6 +11,7 @@ from delivery.devmail import OutboxHandler
 from journeys import services
 from segments.models import Profile
 from tests.conftest import logged_in
+from tests.delivery.conftest import free_port
 from tests.delivery.test_email import _work
 from tests.journeys.test_executor import EDITOR
 
@@ -21,9 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def dev_smtp(settings, tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     settings.DEV_OUTBOX_DIR = tmp_path / "outbox"
     controller = Controller(OutboxHandler(settings.DEV_OUTBOX_DIR), hostname="127.0.0.1", port=port)
     controller.start()
