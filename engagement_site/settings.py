@@ -100,7 +100,10 @@ CACHES = {
 # Delivery channels (dotted paths; installed packages add more through the
 # `engagement.channels` entry point group, docs/plugins.md). Each channel sends from its
 # own queue, so a slow provider holds up only its own messages.
-DELIVERY_CHANNELS = env_list("DELIVERY_CHANNELS", ["delivery.channels.email.EmailChannel"])
+DELIVERY_CHANNELS = env_list(
+    "DELIVERY_CHANNELS",
+    ["delivery.channels.email.EmailChannel", "delivery.channels.webhook.WebhookChannel"],
+)
 DELIVERY_CHANNEL_QUEUES = [
     f"delivery-{channel}"
     for channel in ("email", "sms", "whatsapp", "push", "web_push", "in_app", "webhook")

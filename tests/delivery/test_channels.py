@@ -73,7 +73,7 @@ def postcard_package(tmp_path, monkeypatch):
 
 
 def test_a_channel_from_an_installed_package_sends(workspace, postcard_package):
-    assert set(registry.channels()) == {"email", "postcard"}
+    assert set(registry.channels()) == {"email", "webhook", "postcard"}
     module = sys.modules["engagement_postcard"]
     assert registry.channel_class("postcard").validate({"printer": "lab"}).printer == "lab"
     home = Profile.objects.create(

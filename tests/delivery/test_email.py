@@ -32,8 +32,10 @@ DAY = timedelta(days=1)
 
 
 def _work() -> None:
-    """Every queued job, on a real worker: the engine's and the email channel's."""
-    names = ["journeys", "delivery-email", "delivery-in_app", "default"]
+    """Every queued job, on a real worker: the engine's and every channel's."""
+    from django.conf import settings
+
+    names = ["journeys", *settings.DELIVERY_CHANNEL_QUEUES, "delivery", "default"]
     queues = [django_rq.get_queue(name) for name in names]
     SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
 
