@@ -168,3 +168,18 @@ def test_a_broken_message_or_a_dying_provider_costs_only_what_it_must(workspace,
     assert "the provider hung up" in rows["second"].last_error
     assert rows["third"].last_error == "the channel gave no answer for this message"
     assert FlakyChannel.sent == ["first"]
+
+
+def test_a_channel_that_cannot_load_fails_the_start_up_checks(settings):
+    from delivery.apps import channels_check
+
+    settings.DELIVERY_CHANNELS = ["delivery.channels.email.EmailChannel", "no.such.Channel"]
+    try:
+        [error] = channels_check()
+    finally:
+        settings.DELIVERY_CHANNELS = ["delivery.channels.email.EmailChannel"]
+        registry.channels.cache_clear()
+    assert error.id == "delivery.E001"
+    assert "No module named 'no'" in error.msg
+    assert channels_check() == []
+    registry.channels.cache_clear()

@@ -92,6 +92,7 @@ class Command(BaseCommand):
                 else f"embedded, under {embedded.var_dir()}"
             )
             self.stdout.write(f"{name}: {where}")
+        call_command("check")  # a broken setting or plug-in stops here, named
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Migrations applied.")
         if not no_demo and not demo_workspace_exists():
