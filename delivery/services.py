@@ -3,8 +3,8 @@
 `message_status_record` is the one way a message's status changes: channels call it
 when a provider accepts or refuses a message, and tracking and provider callbacks
 call it for deliveries, opens, clicks and bounces. The journey engine hears of every
-change in the same transaction, so a fallback chain waiting on the message moves on
-without polling.
+change once it commits, so a fallback chain waiting on the message moves on without
+polling.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ def _allowed(current: str, new: str) -> bool:
     that a late open or click proves it arrived (providers report out of order); a
     bounce after `sent` or `delivered` is an asynchronous bounce."""
     progress = Message.PROGRESS
-    if current == new:
-        return False
     if new in progress:
         if current in progress:
             return progress.index(new) > progress.index(current)
@@ -174,8 +172,6 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
     that commit sends that one message again: at least once to the provider, which gets
     the message's idempotency key, and exactly once in the log. Returns counts by
     outcome."""
-    from delivery.channels import channel_class
-
     now = now or timezone.now()
     counts: dict[str, int] = {}
 
@@ -193,6 +189,9 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
         .order_by("pk")
     )
     blocks = _send_time_blocks(messages, now)
+    # One channel instance per channel, one settings read per workspace, per batch.
+    instances: dict[str, object] = {}
+    options: dict[int, object] = {}
     by_channel: dict[str, list] = {}
     for message in messages:
         if blocks.get(message.pk):
@@ -200,7 +199,7 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
             count("suppressed")
             continue
         try:
-            outgoing = _prepare(message)
+            outgoing = _prepare(message, instances=instances, options=options)
         except _NotSendable as refusal:
             _finish(
                 message, Message.Status.FAILED, reason=refusal.reason, error=str(refusal), now=now
@@ -209,8 +208,7 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
             continue
         by_channel.setdefault(message.channel, []).append((message, outgoing))
     for channel_id, items in by_channel.items():
-        channel = channel_class(channel_id)()
-        results = iter(channel.send_batch([outgoing for _, outgoing in items]))
+        results = iter(instances[channel_id].send_batch([outgoing for _, outgoing in items]))
         for message, _ in items:
             try:
                 result = next(results)
@@ -233,17 +231,22 @@ class _NotSendable(Exception):
         self.reason = reason
 
 
-def _prepare(message: Message):
-    """The Outgoing of a message: its address and rendered fields, or _NotSendable."""
+def _prepare(message: Message, *, instances: dict, options: dict):
+    """The Outgoing of a message: its address and rendered fields, or _NotSendable.
+    `instances` (channel id -> channel) and `options` (workspace id -> delivery
+    settings) are the batch's, filled as needed."""
     from content.rendering import TemplateRenderError, build_context
     from delivery.channels import UnknownChannel, channel_class
     from delivery.channels.base import Outgoing
+    from delivery.selectors import delivery_settings
     from delivery.tokens import unsubscribe_url
 
-    try:
-        channel = channel_class(message.channel)()
-    except UnknownChannel as error:
-        raise _NotSendable("no_channel", str(error)) from None
+    if message.channel not in instances:
+        try:
+            instances[message.channel] = channel_class(message.channel)()
+        except UnknownChannel as error:
+            raise _NotSendable("no_channel", str(error)) from None
+    channel = instances[message.channel]
     unsubscribe = unsubscribe_url(message.pk)
     enrollment_context = (message.enrollment.context or {}) if message.enrollment else {}
     context = build_context(
@@ -266,7 +269,9 @@ def _prepare(message: Message):
         logger.exception("preparing message %s failed", message.pk)
         raise _NotSendable("internal_error", f"{type(error).__name__}: {error}") from None
     if message.channel == "email" and fields.get("html"):
-        fields = _tracked(message, fields, unsubscribe)
+        if message.workspace_id not in options:
+            options[message.workspace_id] = delivery_settings(workspace=message.workspace)
+        fields = _tracked(message, fields, unsubscribe, options[message.workspace_id])
     message.rendered = fields
     return Outgoing(
         message_id=message.pk,
@@ -278,15 +283,13 @@ def _prepare(message: Message):
     )
 
 
-def _tracked(message: Message, fields: dict, unsubscribe: str) -> dict:
+def _tracked(message: Message, fields: dict, unsubscribe: str, options) -> dict:
     """The email's HTML with tracked links, UTM parameters and the open pixel, as the
     workspace's settings ask; the links it points at are kept in `links`."""
     from django.utils.text import slugify
 
-    from delivery.selectors import delivery_settings
     from delivery.tracking import track_email
 
-    options = delivery_settings(workspace=message.workspace)
     html, links = track_email(
         html=fields["html"],
         message_id=message.pk,

@@ -716,9 +716,10 @@ def _tried(message, verdict: str) -> dict[str, Any]:
 def _fallback(node: FallbackNode, enrollment: Enrollment, context: dict, now: datetime, visit: int):
     """Try the chain's channels in order, one message at a time. The step waits (parked
     on its current message) until delivery reports an outcome, which wakes it
-    (journeys_for_message_outcome, in the same transaction as the status), or until the
-    engagement window ends. While the message has not gone out, the step also looks
-    again every FALLBACK_RECHECK, in case a status was written around the service."""
+    (journeys_for_message_outcome, after the status commits), or until the engagement
+    window ends. While the message has not gone out, the step also looks again every
+    FALLBACK_RECHECK, in case a wake-up was lost or a status written around the
+    service."""
     from delivery.models import Message
 
     parked = _parked_here(context, node.id, visit)
