@@ -12,6 +12,24 @@ from __future__ import annotations
 _ADDRESS = {"email": "email", "sms": "phone", "whatsapp": "phone"}
 
 
+def profile_address(*, profile, channel: str) -> str:
+    """The profile's address on a channel whose address is a profile column ("" for
+    the others and for none)."""
+    column = _ADDRESS.get(channel)
+    return (getattr(profile, column, "") or "").strip() if column else ""
+
+
+def normalised_address(*, channel: str, address: str) -> str:
+    """How an address is compared and kept on the suppression list: emails in lower
+    case, phone numbers as digits with a leading +."""
+    address = (address or "").strip()
+    if _ADDRESS.get(channel) == "phone":
+        address = address.removeprefix("whatsapp:")
+        digits = "".join(ch for ch in address if ch.isdigit())
+        return f"+{digits}" if digits else ""
+    return address.lower()
+
+
 def unreachable_reason(*, profile, channel: str) -> str:
     """Why the profile cannot get a message on the channel (a short code), or "" when
     nothing known now stands in the way."""

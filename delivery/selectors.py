@@ -32,3 +32,67 @@ def delivery_settings(*, workspace: Workspace):
 
     found = DeliverySettings.objects.filter(workspace=workspace).first()
     return found if found is not None else DeliverySettings(workspace=workspace)
+
+
+def channel_settings(*, workspace: Workspace, channel: str):
+    """The workspace's saved settings for the channel, or None."""
+    from delivery.models import ChannelSettings
+
+    return ChannelSettings.objects.filter(workspace=workspace, channel=channel).first()
+
+
+def channel_settings_all(*, workspace: Workspace) -> dict:
+    """The workspace's saved channel settings by channel id."""
+    from delivery.models import ChannelSettings
+
+    return {row.channel: row for row in ChannelSettings.objects.filter(workspace=workspace)}
+
+
+def channel_settings_for_hook(*, channel: str, hook_token: str):
+    """The settings a provider's callback URL names (the token is its credential, as an
+    unsubscribe token is), with the workspace; None for an unknown token."""
+    from delivery.models import ChannelSettings
+
+    if not hook_token:
+        return None
+    return (
+        ChannelSettings.objects.select_related("workspace")
+        .filter(channel=channel, hook_token=hook_token)
+        .first()
+    )
+
+
+def channel_config(*, row, cls):
+    """The channel's Config from saved settings (secrets decrypted); pydantic's
+    ValidationError when what is stored no longer fits the channel's schema."""
+    from engagement_site.crypto import decrypt_json
+
+    return cls.Config.model_validate({**(row.config or {}), **decrypt_json(row.secrets)})
+
+
+def channel_instance(*, workspace_id: int, channel: str):
+    """A channel object configured for the workspace; ChannelUnavailable (with a short
+    reason code) when it is not installed, switched off, or not set up."""
+    from pydantic import ValidationError
+
+    from delivery.channels import ChannelUnavailable, UnknownChannel, channel_class
+    from delivery.models import ChannelSettings
+    from engagement_site.crypto import SecretsUnreadable
+
+    try:
+        cls = channel_class(channel)
+    except UnknownChannel as error:
+        raise ChannelUnavailable("no_channel", str(error)) from None
+    row = ChannelSettings.objects.filter(workspace_id=workspace_id, channel=channel).first()
+    if row is None:
+        if cls.requires_settings:
+            raise ChannelUnavailable(
+                "channel_not_configured", f"the {channel} channel has no settings yet"
+            )
+        return cls(workspace_id=workspace_id)
+    if not row.enabled:
+        raise ChannelUnavailable("channel_disabled", f"the {channel} channel is switched off")
+    try:
+        return cls(channel_config(row=row, cls=cls), workspace_id=workspace_id)
+    except (ValidationError, SecretsUnreadable) as error:
+        raise ChannelUnavailable("channel_misconfigured", str(error)) from None

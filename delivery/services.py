@@ -86,6 +86,9 @@ def message_status_record(
             fields.append("reason")
         message.updated_at = timezone.now()
         message.save(update_fields=sorted(set(fields)))
+        message_event_record(
+            message=message, kind=status, at=at, data={"reason": reason} if reason else None
+        )
         if message.enrollment_id is not None:
             # After commit, in a transaction of its own: a send job must not collect
             # enrollment locks (the executor takes them in another order). A wake lost
@@ -96,6 +99,25 @@ def message_status_record(
                 )
             )
     return True
+
+
+def message_event_record(*, message: Message, kind: str, at: datetime | None = None, data=None):
+    """Note that `kind` happened to the message, once (a repeat is ignored), except the
+    kinds that repeat (each retry, each hold)."""
+    from delivery.models import MessageEvent
+
+    MessageEvent.objects.bulk_create(
+        [
+            MessageEvent(
+                workspace_id=message.workspace_id,
+                message_id=message.pk,
+                kind=kind,
+                at=at or timezone.now(),
+                data=data or {},
+            )
+        ],
+        ignore_conflicts=kind not in MessageEvent.REPEATABLE,
+    )
 
 
 def _stamp(message: Message, status: str, at: datetime) -> list[str]:
@@ -189,10 +211,11 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
         .order_by("pk")
     )
     blocks = _send_time_blocks(messages, now)
-    # One channel instance per channel, one settings read per workspace, per batch.
-    instances: dict[str, object] = {}
+    # One channel instance per workspace and channel, one settings read per
+    # workspace, per batch.
+    instances: dict[tuple[int, str], object] = {}
     options: dict[int, object] = {}
-    by_channel: dict[str, list] = {}
+    by_channel: dict[tuple[int, str], list] = {}
     for message in messages:
         if blocks.get(message.pk):
             _finish(message, Message.Status.SUPPRESSED, reason=blocks[message.pk], now=now)
@@ -206,9 +229,12 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
             )
             count("failed")
             continue
-        by_channel.setdefault(message.channel, []).append((message, outgoing))
-    for channel_id, items in by_channel.items():
-        results = iter(instances[channel_id].send_batch([outgoing for _, outgoing in items]))
+        by_channel.setdefault((message.workspace_id, message.channel), []).append(
+            (message, outgoing)
+        )
+    for key, items in by_channel.items():
+        channel_id = key[1]
+        results = iter(instances[key].send_batch([outgoing for _, outgoing in items]))
         for message, _ in items:
             try:
                 result = next(results)
@@ -233,20 +259,25 @@ class _NotSendable(Exception):
 
 def _prepare(message: Message, *, instances: dict, options: dict):
     """The Outgoing of a message: its address and rendered fields, or _NotSendable.
-    `instances` (channel id -> channel) and `options` (workspace id -> delivery
-    settings) are the batch's, filled as needed."""
+    `instances` ((workspace id, channel id) -> channel, or why there is none) and
+    `options` (workspace id -> delivery settings) are the batch's, filled as needed."""
     from content.rendering import TemplateRenderError, build_context
-    from delivery.channels import UnknownChannel, channel_class
+    from delivery.channels import ChannelUnavailable
     from delivery.channels.base import Outgoing
-    from delivery.selectors import delivery_settings
+    from delivery.selectors import channel_instance, delivery_settings
     from delivery.tokens import unsubscribe_url
 
-    if message.channel not in instances:
+    key = (message.workspace_id, message.channel)
+    if key not in instances:
         try:
-            instances[message.channel] = channel_class(message.channel)()
-        except UnknownChannel as error:
-            raise _NotSendable("no_channel", str(error)) from None
-    channel = instances[message.channel]
+            instances[key] = channel_instance(
+                workspace_id=message.workspace_id, channel=message.channel
+            )
+        except ChannelUnavailable as error:
+            instances[key] = error
+    channel = instances[key]
+    if isinstance(channel, ChannelUnavailable):
+        raise _NotSendable(channel.reason, str(channel))
     unsubscribe = unsubscribe_url(message.pk)
     enrollment_context = (message.enrollment.context or {}) if message.enrollment else {}
     context = build_context(
@@ -435,3 +466,228 @@ def message_engagement_record(*, message_id: int, engagement: str) -> bool:
         return message_status_record(message_id=message_id, status=engagement, at=now)
     except (StatusChangeRefused, Message.DoesNotExist):
         return False  # a suppressed message cannot be opened; an erased one is gone
+
+
+# --------------------------------------------------------------------------- channel settings
+
+
+def channel_settings_save(
+    *,
+    workspace,
+    channel: str,
+    config: dict,
+    context,
+    enabled: bool = True,
+    rate_per_second: int | None = None,
+):
+    """Save a workspace's settings of a channel: `config` is checked against the
+    channel's schema (pydantic's ValidationError names each bad field); secret fields
+    left empty keep their stored value; secrets are stored encrypted. Audited with the
+    names of the secrets that changed, never their values."""
+    import secrets as random
+
+    from delivery.channels import channel_class
+    from delivery.models import ChannelSettings
+    from delivery.selectors import channel_config
+    from engagement_site.crypto import SecretsUnreadable, decrypt_json, encrypt_json
+    from engagement_site.workspaces.services import audit_record
+
+    cls = channel_class(channel)
+    secret_names = cls.Config.secret_fields()
+    with transaction.atomic():
+        row = (
+            ChannelSettings.objects.select_for_update()
+            .filter(workspace=workspace, channel=channel)
+            .first()
+        )
+        try:
+            stored = decrypt_json(row.secrets) if row is not None else {}
+        except SecretsUnreadable:
+            stored = {}  # a lost key: the secrets must be entered again
+        given = {k: v for k, v in config.items() if not (k in secret_names and v in ("", None))}
+        merged = {**(row.config if row is not None else {}), **stored, **given}
+        validated = cls.Config.model_validate(merged)
+        plain = validated.model_dump(mode="json", exclude=set(secret_names))
+        hidden = {
+            name: validated.secret(name)
+            for name in secret_names
+            if getattr(validated, name) is not None
+        }
+        before = (
+            {"config": row.config, "enabled": row.enabled, "rate": row.rate_per_second}
+            if row is not None
+            else None
+        )
+        if row is None:
+            row = ChannelSettings(
+                workspace=workspace, channel=channel, hook_token=random.token_urlsafe(32)
+            )
+        changed_secrets = sorted(name for name in hidden if stored.get(name) != hidden[name])
+        row.config, row.enabled, row.rate_per_second = plain, enabled, rate_per_second
+        row.secrets = encrypt_json(hidden)
+        row.updated_at = timezone.now()
+        row.save()
+        channel_config(row=row, cls=cls)  # what was stored reads back
+        audit_record(
+            context=context,
+            action="channel_settings.change",
+            workspace=workspace,
+            object_type="delivery.channelsettings",
+            object_id=str(row.pk),
+            object_repr=f"{channel} settings",
+            changes={
+                "before": before,
+                "after": {"config": plain, "enabled": enabled, "rate": rate_per_second},
+                "secrets_changed": changed_secrets,
+            },
+        )
+    return row
+
+
+# --------------------------------------------------------------------------- provider callbacks
+
+
+def suppression_add(
+    *,
+    workspace,
+    channel: str,
+    address: str,
+    reason: str,
+    note: str = "",
+    message=None,
+    context=None,
+):
+    """Put an address on the workspace's suppression list for a channel (idempotent:
+    the first reason stays). Audited when a person does it."""
+    from delivery.models import Suppression
+    from delivery.policies import normalised_address
+    from engagement_site.workspaces.services import audit_record
+
+    address = normalised_address(channel=channel, address=address)
+    if not address:
+        return None
+    row, created = Suppression.objects.get_or_create(
+        workspace=workspace,
+        channel=channel,
+        address=address,
+        defaults={"reason": reason, "note": note[:500], "message": message},
+    )
+    if created and context is not None:
+        audit_record(
+            context=context,
+            action="suppression.add",
+            workspace=workspace,
+            object_type="delivery.suppression",
+            object_id=str(row.pk),
+            object_repr=f"{channel} suppression",
+            changes={"channel": channel, "reason": reason},
+        )
+    return row
+
+
+def message_receipt_record(*, workspace, channel: str, receipt) -> bool:
+    """Apply a provider's report on one of its messages (found by the provider's id
+    within the workspace and channel). Repeats and reports out of order change nothing;
+    a permanent bounce or a complaint suppresses the address. Returns whether the
+    message's state changed."""
+    from delivery.models import Consent
+
+    message = (
+        Message.objects.select_related("profile")
+        .filter(
+            workspace=workspace, channel=channel, provider_message_id=receipt.provider_message_id
+        )
+        .first()
+        if receipt.provider_message_id
+        else None
+    )
+    if message is None:
+        return False
+    at = receipt.at or timezone.now()
+    if receipt.status == "complained":
+        message_event_record(message=message, kind="complained", at=at)
+        address = message.rendered.get("to", "") or _profile_address(message)
+        suppression_add(
+            workspace=workspace,
+            channel=channel,
+            address=address,
+            reason="complaint",
+            message=message,
+        )
+        consent_set(
+            profile=message.profile,
+            channel=channel,
+            status=Consent.Status.UNSUBSCRIBED,
+            source="complaint",
+            message=message,
+        )
+        return True
+    try:
+        moved = message_status_record(
+            message_id=message.pk, status=receipt.status, at=at, reason=receipt.error[:200]
+        )
+    except StatusChangeRefused:
+        return False
+    if receipt.status == "bounced" and receipt.permanent:
+        suppression_add(
+            workspace=workspace,
+            channel=channel,
+            address=_profile_address(message),
+            reason="bounce",
+            note=receipt.error,
+            message=message,
+        )
+    return moved
+
+
+def _profile_address(message: Message) -> str:
+    from delivery.policies import profile_address
+
+    return profile_address(profile=message.profile, channel=message.channel)
+
+
+# Inbound keywords (CTIA; the words carriers and Twilio honour): the whole message,
+# one word, in any case.
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+START_WORDS = frozenset({"START", "YES", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+
+
+def inbound_message_record(*, workspace, channel: str, inbound, help_text: str = "") -> str:
+    """A person texted one of the workspace's numbers. STOP and its synonyms
+    unsubscribe every profile with that number from the channel (and suppress a number
+    no profile has yet), START and its synonyms subscribe them again, HELP answers
+    with `help_text`. Returns the text to answer with ("" for none)."""
+    from delivery.models import Consent, Suppression
+    from delivery.policies import normalised_address
+    from segments.models import Profile
+
+    word = inbound.text.strip().upper()
+    number = normalised_address(channel=channel, address=inbound.sender)
+    if not number or word not in STOP_WORDS | START_WORDS | HELP_WORDS:
+        return ""
+    if word in HELP_WORDS:
+        return help_text
+    profiles = [
+        profile
+        for profile in Profile.objects.filter(workspace=workspace)
+        .exclude(phone="")
+        .filter(phone__endswith=number[-7:])
+        if normalised_address(channel=channel, address=profile.phone) == number
+    ]
+    status = Consent.Status.UNSUBSCRIBED if word in STOP_WORDS else Consent.Status.SUBSCRIBED
+    for profile in profiles:
+        consent_set(profile=profile, channel=channel, status=status, source="sms_keyword")
+    if word in STOP_WORDS and not profiles:
+        suppression_add(
+            workspace=workspace,
+            channel=channel,
+            address=number,
+            reason=Suppression.Reason.KEYWORD,
+            note=f"texted {word}",
+        )
+    if word in START_WORDS:
+        Suppression.objects.filter(
+            workspace=workspace, channel=channel, address=number, reason=Suppression.Reason.KEYWORD
+        ).delete()
+    return ""

@@ -26,3 +26,9 @@ def unsubscribe_message_id(token: str) -> int | None:
 def unsubscribe_url(message_id: int) -> str:
     path = reverse("unsubscribe", kwargs={"token": unsubscribe_token(message_id)})
     return f"{settings.PUBLIC_URL.rstrip('/')}{path}"
+
+
+def hook_url(*, channel: str, token: str) -> str:
+    """The URL a provider calls back for one workspace's channel settings."""
+    path = reverse("provider_hook", kwargs={"channel": channel, "token": token})
+    return f"{settings.PUBLIC_URL.rstrip('/')}{path}"

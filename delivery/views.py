@@ -115,3 +115,56 @@ def track_click(request: HttpRequest, token: str) -> HttpResponse:
     response = HttpResponseRedirect(links[parts[1]])
     response["Cache-Control"] = "no-store"
     return response
+
+
+# --------------------------------------------------------------------------- provider hooks
+
+
+@csrf_exempt  # providers sign their requests; the token in the URL names the settings
+@require_http_methods(["GET", "POST"])
+def provider_hook(request: HttpRequest, channel: str, token: str) -> HttpResponse:
+    """`/hooks/<channel>/<token>/`: a provider's delivery receipts and inbound messages
+    for one workspace's channel settings. The channel checks the signature and reads the
+    request; receipts update messages, inbound texts run the keyword rules."""
+    from django.conf import settings
+
+    from delivery import selectors, services
+    from delivery.channels import ChannelUnavailable
+    from delivery.channels.base import Callback, CallbackRefused
+
+    row = selectors.channel_settings_for_hook(channel=channel, hook_token=token)
+    if row is None:
+        raise Http404("No such hook.")
+    try:
+        instance = selectors.channel_instance(workspace_id=row.workspace_id, channel=channel)
+    except ChannelUnavailable as error:
+        return HttpResponse(str(error), status=409, content_type="text/plain")
+    callback = Callback(
+        method=request.method,
+        # As the provider was told it (PUBLIC_URL): a proxy in front changes the host.
+        url=f"{settings.PUBLIC_URL.rstrip('/')}{request.get_full_path()}",
+        headers=request.headers,
+        body=request.body,
+        form=request.POST.dict() if request.method == "POST" else {},
+        query=request.GET.dict(),
+    )
+    try:
+        result = instance.handle_callback(callback)
+    except CallbackRefused as refusal:
+        return HttpResponse(str(refusal), status=refusal.status, content_type="text/plain")
+    for receipt in result.receipts:
+        services.message_receipt_record(workspace=row.workspace, channel=channel, receipt=receipt)
+    response = result.response
+    for inbound in result.inbound:
+        reply = services.inbound_message_record(
+            workspace=row.workspace,
+            channel=channel,
+            inbound=inbound,
+            help_text=getattr(instance.config, "help_reply", ""),
+        )
+        if reply:
+            response = instance.inbound_reply(reply) or response
+    if response is None:
+        return HttpResponse(status=200)
+    status, content_type, body = response
+    return HttpResponse(body, status=status, content_type=content_type)

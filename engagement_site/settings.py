@@ -56,6 +56,9 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Fernet keys for secrets at rest (provider credentials); the first encrypts, all
+# decrypt. Empty: one derived from SECRET_KEY (engagement_site.crypto).
+ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS", [])
 
 ALLOWED_HOSTS = env_list(
     "ALLOWED_HOSTS", [] if IS_PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"]

@@ -21,6 +21,16 @@ class UnknownChannel(LookupError):
     pass
 
 
+class ChannelUnavailable(Exception):
+    """A channel a workspace cannot send through now; `reason` is the short code its
+    messages fail with (no_channel, channel_disabled, channel_not_configured,
+    channel_misconfigured)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
 @cache
 def channels() -> dict[str, type[Channel]]:
     """Every registered channel class by id; two with one id is a start-up error."""

@@ -10,15 +10,31 @@ lets a fallback chain move on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 
 class ChannelConfig(BaseModel):
+    """A channel's per-workspace settings. Fields typed SecretStr (API keys, auth
+    tokens, private keys) are stored encrypted and never shown back."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def secret_fields(cls) -> list[str]:
+        return [
+            name
+            for name, info in cls.model_fields.items()
+            if info.annotation is SecretStr or info.annotation == SecretStr | None
+        ]
+
+    def secret(self, name: str) -> str:
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else ""
 
 
 @dataclass(frozen=True)
@@ -55,17 +71,74 @@ class SendResult:
         return cls("permanent", error=error)
 
 
+@dataclass(frozen=True)
+class Callback:
+    """A request a provider made to the channel's hook URL
+    (`/hooks/<channel>/<token>/`): delivery receipts, inbound messages, handshakes."""
+
+    method: str
+    url: str  # absolute, as the provider called it (signatures cover it)
+    headers: Mapping[str, str]
+    body: bytes
+    form: Mapping[str, str]
+    query: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a provider reports of a message it took, found by its provider id.
+    status: delivered | opened | clicked | bounced | complained. `permanent` marks a
+    bounce that puts the address on the suppression list (no such number, mailbox)."""
+
+    provider_message_id: str
+    status: str
+    at: datetime | None = None
+    error: str = ""
+    permanent: bool = False
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message a person sent to one of the workspace's numbers."""
+
+    sender: str
+    text: str
+    provider_message_id: str = ""
+
+
+@dataclass
+class CallbackResult:
+    receipts: list[Receipt] = field(default_factory=list)
+    inbound: list[Inbound] = field(default_factory=list)
+    # The answer the provider expects (status, content type, body); None: 200, empty.
+    response: tuple[int, str, bytes] | None = None
+
+
+class CallbackRefused(Exception):
+    """A callback that is not the provider's (bad signature) or cannot be read; the
+    hook answers 403 or 400 with this text."""
+
+    def __init__(self, detail: str, status: int = 403):
+        super().__init__(detail)
+        self.status = status
+
+
 class Channel:
-    """Subclass, set `id` and `Config`, and implement `send` (or `send_batch`)."""
+    """Subclass, set `id` and `Config`, and implement `send` (or `send_batch`);
+    providers that call back implement `handle_callback`."""
 
     id: ClassVar[str]
     name: ClassVar[str] = ""
     Config: ClassVar[type[ChannelConfig]] = ChannelConfig
     # The profile column that holds the address ("" for channels without one).
     address_field: ClassVar[str] = ""
+    # Whether the channel cannot send before a workspace saves its settings (a
+    # provider's credentials); messages then fail with "channel_not_configured".
+    requires_settings: ClassVar[bool] = False
 
-    def __init__(self, config: ChannelConfig | None = None):
+    def __init__(self, config: ChannelConfig | None = None, *, workspace_id: int | None = None):
         self.config = config if config is not None else self.Config()
+        self.workspace_id = workspace_id
 
     @classmethod
     def validate(cls, data: dict[str, Any]) -> ChannelConfig:
@@ -84,6 +157,15 @@ class Channel:
 
     def send(self, outgoing: Outgoing) -> SendResult:
         raise NotImplementedError
+
+    def handle_callback(self, callback: Callback) -> CallbackResult:
+        """Check the provider's signature (CallbackRefused when it is wrong) and read
+        its receipts and inbound messages. Channels without callbacks keep this."""
+        raise CallbackRefused(f"the {self.id} channel takes no callbacks", status=404)
+
+    def inbound_reply(self, text: str) -> tuple[int, str, bytes] | None:
+        """The response that answers an inbound message with `text` (e.g. HELP)."""
+        return None
 
     def send_batch(self, batch: list[Outgoing]) -> Iterator[SendResult]:
         """One result per message, in order, yielded as each is known (delivery commits
