@@ -1,0 +1,3 @@
+"""Client-side API (write key) of delivery: device."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Client-side API (write key) of delivery: inbox."""
+
+urlpatterns: list = []
