@@ -1,0 +1,3 @@
+"""Pages of delivery for the workspace's people: messages, dead letters, channels."""
+
+urlpatterns: list = []
