@@ -79,6 +79,9 @@ class Message(models.Model):
     # Why a queued message waits past its time (quiet hours, the send rate, a cap
     # window), until next_attempt_at.
     hold_reason = models.CharField(max_length=40, blank=True)
+    # When the message took its place under the frequency caps (it passed them and
+    # went on to be sent); what the caps count.
+    cap_counted_at = models.DateTimeField(null=True, blank=True)
     # Filled by the send: what went out, the provider's id for it, the tries so far.
     rendered = models.JSONField(default=dict, blank=True)
     provider_message_id = models.CharField(max_length=200, blank=True)
@@ -120,6 +123,11 @@ class Message(models.Model):
                 fields=["profile", "channel", "sent_at"],
                 condition=models.Q(sent_at__isnull=False),
                 name="message_profile_sent",
+            ),
+            models.Index(
+                fields=["profile", "cap_counted_at"],
+                condition=models.Q(cap_counted_at__isnull=False),
+                name="message_profile_capped",
             ),
         ]
 
@@ -188,6 +196,9 @@ class DeliverySettings(models.Model):
         models.CharField(max_length=12), default=quiet_hours_default_channels, blank=True
     )
     fallback_time_zone = models.CharField(max_length=64, default="UTC")
+    # Channels that reach only people who said yes (a Consent row "subscribed"), e.g.
+    # SMS where the law asks for prior consent; on the others no answer means yes.
+    opt_in_channels = ArrayField(models.CharField(max_length=12), default=list, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -93,6 +93,8 @@ def channel_instance(*, workspace_id: int, channel: str):
     if not row.enabled:
         raise ChannelUnavailable("channel_disabled", f"the {channel} channel is switched off")
     try:
-        return cls(channel_config(row=row, cls=cls), workspace_id=workspace_id)
+        instance = cls(channel_config(row=row, cls=cls), workspace_id=workspace_id)
     except (ValidationError, SecretsUnreadable) as error:
         raise ChannelUnavailable("channel_misconfigured", str(error)) from None
+    instance.rate_per_second = row.rate_per_second
+    return instance

@@ -187,13 +187,17 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
     """Send the due, queued ones among these messages through their channels.
 
     They are claimed first (a lease, committed), so a second job for the same messages
-    finds nothing to do. Policies are checked again now, right before sending. Each
-    message's outcome is committed as soon as the channel answers for it, so a crash
-    or a timeout in the middle of a batch loses nothing already sent; the messages not
-    reached yet go out when their lease ends. A crash between a provider's answer and
-    that commit sends that one message again: at least once to the provider, which gets
-    the message's idempotency key, and exactly once in the log. Returns counts by
-    outcome."""
+    finds nothing to do. The policies are checked now, right before sending (not only
+    when the journey decided): consent and topics, the suppression list, quiet hours (the
+    message waits for the window's end), frequency caps, shadow mode and the send rates.
+    Each message's outcome is committed as soon as the channel answers for it, so a
+    crash or a timeout in the middle of a batch loses nothing already sent; the
+    messages not reached yet go out when their lease ends. A crash between a provider's
+    answer and that commit sends that one message again: at least once to the provider,
+    which gets the message's idempotency key, and exactly once in the log. Returns
+    counts by outcome."""
+    from delivery import policies
+
     now = now or timezone.now()
     counts: dict[str, int] = {}
 
@@ -206,23 +210,38 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
     messages = list(
         Message.objects.filter(pk__in=claimed)
         .select_related(
-            "profile", "template_version__template", "journey", "workspace", "enrollment"
+            "profile",
+            "template_version__template",
+            "journey",
+            "journey_version",
+            "workspace",
+            "enrollment",
         )
         .order_by("pk")
     )
-    blocks = _send_time_blocks(messages, now)
+    facts = policies.batch_facts(messages)
     # One channel instance per workspace and channel, one settings read per
     # workspace, per batch.
     instances: dict[tuple[int, str], object] = {}
-    options: dict[int, object] = {}
     by_channel: dict[tuple[int, str], list] = {}
     for message in messages:
-        if blocks.get(message.pk):
-            _finish(message, Message.Status.SUPPRESSED, reason=blocks[message.pk], now=now)
+        reason = policies.send_time_block(message=message, facts=facts)
+        if reason:
+            _finish(message, Message.Status.SUPPRESSED, reason=reason, now=now)
             count("suppressed")
             continue
+        until = policies.quiet_hold(message=message, facts=facts, now=now)
+        if until is None:
+            until = _journey_rate_hold(message, now)
+            hold_reason = "send_rate"
+        else:
+            hold_reason = "quiet_hours"
+        if until is not None:
+            _hold(message, until=until, reason=hold_reason, now=now)
+            count("held")
+            continue
         try:
-            outgoing = _prepare(message, instances=instances, options=options)
+            outgoing = _prepare(message, instances=instances, options=facts.settings)
         except _NotSendable as refusal:
             _finish(
                 message, Message.Status.FAILED, reason=refusal.reason, error=str(refusal), now=now
@@ -233,22 +252,96 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
             (message, outgoing)
         )
     for key, items in by_channel.items():
-        channel_id = key[1]
-        results = iter(instances[key].send_batch([outgoing for _, outgoing in items]))
-        for message, _ in items:
-            try:
-                result = next(results)
-            except StopIteration:
-                result = None
-            except Exception as error:  # a plug-in that raised: worth another try
-                logger.exception(
-                    "channel %s raised while sending message %s", channel_id, message.pk
-                )
-                result = SendResult.temporary(f"{type(error).__name__}: {error}")
-            if result is None:  # the channel answered for fewer messages than it got
-                result = SendResult.temporary("the channel gave no answer for this message")
-            count(_record_result(message, result, now))
+        instance = instances[key]
+        shadow = facts.settings[key[0]].shadow_mode
+        for chunk in _paced(key, items, getattr(instance, "rate_per_second", None)):
+            ready = []
+            for message, outgoing in chunk:
+                if policies.cap_reserve(message=message, facts=facts, now=now):
+                    _finish(message, Message.Status.SUPPRESSED, reason="frequency_cap", now=now)
+                    count("suppressed")
+                elif shadow:
+                    # Everything ran (policies, rendering); nothing leaves.
+                    _finish(
+                        message,
+                        Message.Status.SUPPRESSED,
+                        reason="shadow_mode",
+                        now=now,
+                        shadow=True,
+                    )
+                    count("shadow")
+                else:
+                    ready.append((message, outgoing))
+            if ready:
+                for message, result in _send_chunk(instance, key[1], ready):
+                    count(_record_result(message, result, now))
     return counts
+
+
+def _send_chunk(instance, channel_id: str, items: list):
+    """(message, result) for each message, as the channel answers."""
+    results = iter(instance.send_batch([outgoing for _, outgoing in items]))
+    for message, _ in items:
+        try:
+            result = next(results)
+        except StopIteration:
+            result = None
+        except Exception as error:  # a plug-in that raised: worth another try
+            logger.exception("channel %s raised while sending message %s", channel_id, message.pk)
+            result = SendResult.temporary(f"{type(error).__name__}: {error}")
+        if result is None:  # the channel answered for fewer messages than it got
+            result = SendResult.temporary("the channel gave no answer for this message")
+        yield message, result
+
+
+def _paced(key: tuple[int, str], items: list, rate: int | None):
+    """The items in chunks the workspace's send rate on the channel allows, waiting
+    for the next second when this second's sends are taken (across all workers: the
+    count is kept in Redis)."""
+    import time
+
+    from delivery.pacing import take
+
+    if not rate:
+        yield items
+        return
+    position = 0
+    while position < len(items):
+        granted, wait = take(f"channel:{key[0]}:{key[1]}", rate=rate, want=len(items) - position)
+        if granted:
+            yield items[position : position + granted]
+            position += granted
+        else:
+            time.sleep(wait)
+
+
+def _journey_rate_hold(message: Message, now: datetime) -> datetime | None:
+    """When a message over its journey's send rate per minute may go (the next minute),
+    or None when it may go now."""
+    from delivery.pacing import take
+    from delivery.policies import journey_settings
+
+    options = journey_settings(message)
+    if options is None or not options.send_rate_per_minute:
+        return None
+    granted, wait = take(
+        f"journey:{message.journey_id}", rate=options.send_rate_per_minute, want=1, window=60
+    )
+    return None if granted else now + timedelta(seconds=wait)
+
+
+def _hold(message: Message, *, until: datetime, reason: str, now: datetime) -> None:
+    """The message waits (still queued) until `until`; the scheduler sends it then."""
+    with transaction.atomic():
+        Message.objects.filter(pk=message.pk, status=Message.Status.QUEUED).update(
+            next_attempt_at=until, hold_reason=reason, requeued_at=None, updated_at=timezone.now()
+        )
+        message_event_record(
+            message=message,
+            kind="deferred",
+            at=now,
+            data={"reason": reason, "until": until.isoformat()},
+        )
 
 
 class _NotSendable(Exception):
@@ -334,24 +427,6 @@ def _tracked(message: Message, fields: dict, unsubscribe: str, options) -> dict:
     return {**fields, "html": html, "links": links}
 
 
-def _send_time_blocks(messages: list[Message], now: datetime) -> dict[int, str]:
-    """Why each message must not leave now (one query for the batch's consents)."""
-    from delivery.models import Consent
-    from delivery.policies import send_time_block
-
-    unsubscribed = set(
-        Consent.objects.filter(
-            profile_id__in={message.profile_id for message in messages},
-            topic="",
-            status=Consent.Status.UNSUBSCRIBED,
-        ).values_list("profile_id", "channel")
-    )
-    return {
-        message.pk: send_time_block(message=message, now=now, unsubscribed=unsubscribed)
-        for message in messages
-    }
-
-
 def _record_result(message: Message, result, now: datetime) -> str:
     message.attempts += 1
     if result.status == "sent":
@@ -365,7 +440,14 @@ def _record_result(message: Message, result, now: datetime) -> str:
                 next_attempt_at=now + timedelta(seconds=RETRY_DELAYS[message.attempts - 1]),
                 last_error=result.error[:500],
                 rendered=message.rendered,
+                hold_reason="",
                 updated_at=timezone.now(),
+            )
+            message_event_record(
+                message=message,
+                kind="retried",
+                at=now,
+                data={"attempt": message.attempts, "error": result.error[:300]},
             )
         return "retry"
     reason = "retries_exhausted" if result.status == "temporary" else "provider_refused"
@@ -374,7 +456,13 @@ def _record_result(message: Message, result, now: datetime) -> str:
 
 
 def _finish(
-    message: Message, status: str, *, now: datetime, reason: str = "", error: str = ""
+    message: Message,
+    status: str,
+    *,
+    now: datetime,
+    reason: str = "",
+    error: str = "",
+    shadow: bool = False,
 ) -> None:
     """Commit what the send learned and the new status (through the one service)."""
     with transaction.atomic():
@@ -384,6 +472,8 @@ def _finish(
             rendered=message.rendered,
             last_error=error[:500],
             next_attempt_at=None,
+            hold_reason="",
+            **({"is_shadow": True} if shadow else {}),
         )
         message_status_record(message_id=message.pk, status=status, at=now, reason=reason)
 

@@ -593,6 +593,7 @@ def _message_decide(
     from delivery.services import message_decided
 
     reason = reason or unreachable_reason(profile=enrollment.profile, channel=channel)
+    journey_settings = version_definition(enrollment.version).settings
     try:
         with transaction.atomic():
             message = Message.objects.create(
@@ -610,6 +611,8 @@ def _message_decide(
                 status=Message.Status.SUPPRESSED if reason else Message.Status.QUEUED,
                 reason=reason,
                 is_shadow=reason == "shadow_mode",
+                topic=journey_settings.topic,
+                transactional=journey_settings.transactional,
                 created_at=now,
                 updated_at=now,
                 failed_at=now if reason else None,

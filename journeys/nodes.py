@@ -359,6 +359,11 @@ class JourneySettings(_Model):
     quiet_hours: QuietHours | None = None
     send_rate_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
     shadow_mode: bool = False
+    # The subscription topic its messages go under (a delivery Topic key; "" none).
+    topic: str = Field(default="", max_length=64, pattern=r"^[-a-z0-9_]*$")
+    # Receipts, password resets: exempt from frequency caps and quiet hours (never from
+    # unsubscribes or the suppression list).
+    transactional: bool = False
 
 
 class Definition(_Model):

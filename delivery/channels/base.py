@@ -135,6 +135,8 @@ class Channel:
     # Whether the channel cannot send before a workspace saves its settings (a
     # provider's credentials); messages then fail with "channel_not_configured".
     requires_settings: ClassVar[bool] = False
+    # The workspace's limit on this channel (messages per second; None: none).
+    rate_per_second: int | None = None
 
     def __init__(self, config: ChannelConfig | None = None, *, workspace_id: int | None = None):
         self.config = config if config is not None else self.Config()
