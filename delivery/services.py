@@ -620,7 +620,7 @@ def channel_settings_save(
         channel_config(row=row, cls=cls)  # what was stored reads back
         audit_record(
             context=context,
-            action="channel_settings.change",
+            action="change",
             workspace=workspace,
             object_type="delivery.channelsettings",
             object_id=str(row.pk),
@@ -665,7 +665,7 @@ def suppression_add(
     if created and context is not None:
         audit_record(
             context=context,
-            action="suppression.add",
+            action="create",
             workspace=workspace,
             object_type="delivery.suppression",
             object_id=str(row.pk),
