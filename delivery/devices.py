@@ -75,7 +75,8 @@ def web_push_endpoint_problem(endpoint: str) -> str:
 # --------------------------------------------------------------------------- writes
 
 
-def _checked(*, kind: str, token: str, keys: dict, platform: str) -> tuple[str, dict, str]:
+def device_check(*, kind: str, token: str, keys: dict, platform: str) -> tuple[str, dict, str]:
+    """The (token, keys, platform) to store, cleaned; DeviceInvalid names a bad field."""
     if kind not in Device.Kind.values:
         raise DeviceInvalid("kind", f"`kind` must be one of {', '.join(Device.Kind.values)}.")
     if not isinstance(token, str) or not token.strip():
@@ -109,7 +110,7 @@ def device_register(
     token again moves it here, takes the new keys and enables it again."""
     if profile.workspace_id != workspace.pk:
         raise DeviceInvalid("profile", "the profile belongs to another workspace")
-    token, keys, platform = _checked(kind=kind, token=token, keys=keys or {}, platform=platform)
+    token, keys, platform = device_check(kind=kind, token=token, keys=keys or {}, platform=platform)
     now = timezone.now()
     device, _ = Device.objects.update_or_create(
         workspace=workspace,
