@@ -98,3 +98,64 @@ def channel_instance(*, workspace_id: int, channel: str):
         raise ChannelUnavailable("channel_misconfigured", str(error)) from None
     instance.rate_per_second = row.rate_per_second
     return instance
+
+
+PREFERENCE_CHANNELS = (
+    ("email", "Email"),
+    ("sms", "Text messages (SMS)"),
+    ("whatsapp", "WhatsApp"),
+    ("push", "App notifications"),
+    ("web_push", "Browser notifications"),
+)
+
+
+def profile_preferences(*, workspace: Workspace, profile) -> dict:
+    """What the preference centre shows a person: each channel they can be reached on
+    and each of the workspace's topics, with whether they get it now (no answer means
+    yes, except on opt-in channels and topics)."""
+    from delivery.models import Consent, Device, Topic
+    from delivery.policies import profile_address
+
+    answers = {
+        (channel, topic): status
+        for channel, topic, status in Consent.objects.filter(
+            workspace=workspace, profile=profile
+        ).values_list("channel", "topic", "status")
+    }
+    opt_in_channels = set(delivery_settings(workspace=workspace).opt_in_channels)
+    devices = set(
+        Device.objects.filter(
+            workspace=workspace, profile=profile, disabled_at__isnull=True
+        ).values_list("kind", flat=True)
+    )
+    reachable = {
+        "email": bool(profile_address(profile=profile, channel="email")),
+        "sms": bool(profile_address(profile=profile, channel="sms")),
+        "whatsapp": bool(profile_address(profile=profile, channel="whatsapp")),
+        "push": "fcm" in devices,
+        "web_push": "web_push" in devices,
+    }
+
+    def wanted(answer: str | None, opt_in: bool) -> bool:
+        return answer == "subscribed" if opt_in else answer != "unsubscribed"
+
+    return {
+        "channels": [
+            {
+                "id": channel,
+                "label": label,
+                "subscribed": wanted(answers.get((channel, "")), channel in opt_in_channels),
+            }
+            for channel, label in PREFERENCE_CHANNELS
+            if reachable[channel]
+        ],
+        "topics": [
+            {
+                "key": topic.key,
+                "name": topic.name,
+                "description": topic.description,
+                "subscribed": wanted(answers.get(("", topic.key)), topic.opt_in),
+            }
+            for topic in Topic.objects.filter(workspace=workspace).order_by("name")
+        ],
+    }

@@ -358,7 +358,7 @@ def _prepare(message: Message, *, instances: dict, options: dict):
     from delivery.channels import ChannelUnavailable
     from delivery.channels.base import Outgoing
     from delivery.selectors import channel_instance, delivery_settings
-    from delivery.tokens import unsubscribe_url
+    from delivery.tokens import preferences_url, unsubscribe_url
 
     key = (message.workspace_id, message.channel)
     if key not in instances:
@@ -380,7 +380,11 @@ def _prepare(message: Message, *, instances: dict, options: dict):
         journey={"id": message.journey_id, "name": message.journey.name}
         if message.journey
         else None,
-        message={"id": message.pk, "unsubscribe_url": unsubscribe},
+        message={
+            "id": message.pk,
+            "unsubscribe_url": unsubscribe,
+            "preferences_url": preferences_url(message.profile_id),
+        },
     )
     try:
         fields = channel.render(
@@ -506,9 +510,18 @@ def scheduler_duty() -> None:
 # --------------------------------------------------------------------------- consent
 
 
-def consent_set(*, profile, channel: str, status: str, source: str, message: Message | None = None):
-    """Record a profile's yes or no for a channel (idempotent: the same answer again
-    changes nothing and writes no audit row). Audited without the address."""
+def consent_set(
+    *,
+    profile,
+    channel: str,
+    status: str,
+    source: str,
+    message: Message | None = None,
+    topic: str = "",
+):
+    """Record a profile's yes or no for a channel, or for a topic on one channel or
+    (channel "") on all (idempotent: the same answer again changes nothing and writes
+    no audit row). Audited without the address."""
     from delivery.models import Consent
     from engagement_site.workspaces.services import AuditContext, audit_record
     from segments.models import Profile
@@ -517,15 +530,19 @@ def consent_set(*, profile, channel: str, status: str, source: str, message: Mes
         # The profile's row serialises answers: two one-click POSTs at once (a mail
         # client's and the person's) must not both insert.
         Profile.objects.select_for_update().filter(pk=profile.pk).first()
-        consent = Consent.objects.filter(profile=profile, channel=channel, topic="").first()
+        consent = Consent.objects.filter(profile=profile, channel=channel, topic=topic).first()
         if consent is not None and consent.status == status:
             return consent
         before = consent.status if consent is not None else ""
         if consent is None:
-            consent = Consent(workspace_id=profile.workspace_id, profile=profile, channel=channel)
+            consent = Consent(
+                workspace_id=profile.workspace_id, profile=profile, channel=channel, topic=topic
+            )
         consent.status, consent.source, consent.message = status, source, message
         consent.updated_at = timezone.now()
         consent.save()
+        if message is not None and status == Consent.Status.UNSUBSCRIBED:
+            message_event_record(message=message, kind="unsubscribed", data={"source": source})
         audit_record(
             context=AuditContext.system(source),
             action="consent.change",
@@ -533,7 +550,12 @@ def consent_set(*, profile, channel: str, status: str, source: str, message: Mes
             object_type="segments.profile",
             object_id=str(profile.pk),
             object_repr=f"profile {profile.pk}",
-            changes={"channel": channel, "status": [before, status], "source": source},
+            changes={
+                "channel": channel,
+                "topic": topic,
+                "status": [before, status],
+                "source": source,
+            },
         )
     return consent
 
@@ -781,3 +803,36 @@ def inbound_message_record(*, workspace, channel: str, inbound, help_text: str =
             workspace=workspace, channel=channel, address=number, reason=Suppression.Reason.KEYWORD
         ).delete()
     return ""
+
+
+def preferences_save(*, profile, channels: dict[str, bool], topics: dict[str, bool]) -> int:
+    """Save what a person chose in the preference centre (channel id or topic key ->
+    wants it); only the answers that differ from what they get now are written.
+    Returns how many changed."""
+    from delivery.models import Consent
+    from delivery.selectors import profile_preferences
+
+    current = profile_preferences(workspace=profile.workspace, profile=profile)
+    changed = 0
+    for item in current["channels"]:
+        wanted = channels.get(item["id"], item["subscribed"])
+        if wanted != item["subscribed"]:
+            consent_set(
+                profile=profile,
+                channel=item["id"],
+                status=Consent.Status.SUBSCRIBED if wanted else Consent.Status.UNSUBSCRIBED,
+                source="preference_centre",
+            )
+            changed += 1
+    for item in current["topics"]:
+        wanted = topics.get(item["key"], item["subscribed"])
+        if wanted != item["subscribed"]:
+            consent_set(
+                profile=profile,
+                channel="",
+                topic=item["key"],
+                status=Consent.Status.SUBSCRIBED if wanted else Consent.Status.UNSUBSCRIBED,
+                source="preference_centre",
+            )
+            changed += 1
+    return changed

@@ -32,3 +32,23 @@ def hook_url(*, channel: str, token: str) -> str:
     """The URL a provider calls back for one workspace's channel settings."""
     path = reverse("provider_hook", kwargs={"channel": channel, "token": token})
     return f"{settings.PUBLIC_URL.rstrip('/')}{path}"
+
+
+_PREFERENCES = signing.Signer(salt="delivery.preferences", algorithm="sha256")
+
+
+def preferences_token(profile_id: int) -> str:
+    return _PREFERENCES.sign(signing.b62_encode(profile_id))
+
+
+def preferences_profile_id(token: str) -> int | None:
+    """The profile a preference-centre token names, or None for one that is not ours."""
+    try:
+        return signing.b62_decode(_PREFERENCES.unsign(token))
+    except (signing.BadSignature, ValueError):
+        return None
+
+
+def preferences_url(profile_id: int) -> str:
+    path = reverse("preferences", kwargs={"token": preferences_token(profile_id)})
+    return f"{settings.PUBLIC_URL.rstrip('/')}{path}"

@@ -31,9 +31,12 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     )
     if message is None:
         raise Http404("This unsubscribe link is not valid.")
+    from delivery.tokens import preferences_url
+
     context = {
         "workspace_name": message.workspace.name,
         "noun": CHANNEL_NOUNS.get(message.channel, "messages"),
+        "preferences_url": preferences_url(message.profile_id),
     }
     if request.method == "POST":
         consent_set(
@@ -168,3 +171,51 @@ def provider_hook(request: HttpRequest, channel: str, token: str) -> HttpRespons
         return HttpResponse(status=200)
     status, content_type, body = response
     return HttpResponse(body, status=status, content_type=content_type)
+
+
+# --------------------------------------------------------------------------- preference centre
+
+
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest, token: str) -> HttpResponse:
+    """`/p/<token>/`: a person's own page (the signed link in every message) to choose
+    the channels and topics they want, or to leave everything at once."""
+    from delivery import selectors, services
+    from delivery.tokens import preferences_profile_id
+    from segments.models import Profile
+
+    profile_id = preferences_profile_id(token)
+    profile = (
+        Profile.objects.select_related("workspace").filter(pk=profile_id).first()
+        if profile_id is not None
+        else None
+    )
+    if profile is None:
+        raise Http404("This preferences link is not valid.")
+    saved = False
+    if request.method == "POST":
+        current = selectors.profile_preferences(workspace=profile.workspace, profile=profile)
+        everything_off = "unsubscribe_all" in request.POST
+        services.preferences_save(
+            profile=profile,
+            channels={
+                item["id"]: not everything_off and f"channel:{item['id']}" in request.POST
+                for item in current["channels"]
+            },
+            topics={
+                item["key"]: not everything_off and f"topic:{item['key']}" in request.POST
+                for item in current["topics"]
+            },
+        )
+        saved = True
+    return render(
+        request,
+        "delivery/preferences.html",
+        {
+            "workspace_name": profile.workspace.name,
+            "preferences": selectors.profile_preferences(
+                workspace=profile.workspace, profile=profile
+            ),
+            "saved": saved,
+        },
+    )

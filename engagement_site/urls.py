@@ -52,6 +52,7 @@ urlpatterns = [
     path("v1/", include("segments.tracking_urls")),
     # Links inside messages, for the people they go to (no login; signed tokens).
     path("u/<str:token>/", delivery_views.unsubscribe, name="unsubscribe"),
+    path("p/<str:token>/", delivery_views.preferences, name="preferences"),
     path("t/o/<str:token>.gif", delivery_views.track_open, name="track_open"),
     path("t/c/<str:token>/", delivery_views.track_click, name="track_click"),
     path(
