@@ -129,7 +129,12 @@ def dead_letters(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "delivery/console/dead_letters.html",
-        {"area": "messages", "tab": "dead_letters", "page": page},
+        {
+            "area": "messages",
+            "tab": "dead_letters",
+            "page": page,
+            "can_edit": member_can(request, EDIT),
+        },
     )
 
 
@@ -217,12 +222,13 @@ def channel_edit(request: HttpRequest, channel: str) -> HttpResponse:
         {
             "area": "settings",
             "tab": "channels",
-            "channel_class": cls,
+            "requires_settings": cls.requires_settings,
             "channel_name": cls.name or channel,
             "row": row,
             "form": form,
             "callback_url": hook_url(channel=channel, token=row.hook_token) if row else "",
             "takes_callbacks": _takes_callbacks(cls),
+            "can_edit": member_can(request, EDIT),
         },
     )
 
@@ -263,6 +269,7 @@ def _delivery_page(
             "caps": selectors.frequency_caps(workspace=workspace),
             "suppressions": suppressions,
             "search": search,
+            "can_edit": member_can(request, EDIT),
         },
         status=400 if invalid else 200,
     )
