@@ -134,8 +134,14 @@ def _config_field(name: str, info, *, stored: bool) -> forms.Field:
         choices = [(str(value), str(value)) for value in values]
         if optional:
             choices = [("", "—"), *choices]
-        return forms.ChoiceField(
-            label=label, choices=choices, required=required, help_text=help_text
+        # The choice comes back as text; pydantic wants the Literal's own value (1, not "1").
+        return forms.TypedChoiceField(
+            label=label,
+            choices=choices,
+            required=required,
+            help_text=help_text,
+            coerce=lambda text, values=values: next(v for v in values if str(v) == text),
+            empty_value=None,
         )
     origin = typing.get_origin(annotation) or annotation
     if origin in (dict, list):
