@@ -819,3 +819,27 @@ def test_the_signing_secret_is_revealed_only_on_request_to_editors(workspace, ow
     fragment = client.get(_url(workspace, "settings/delivery/signing-secret/"))
     assert secret in fragment.content.decode()
     assert fragment["Cache-Control"] == "no-store"
+
+
+def test_the_log_and_dead_letter_pages_make_no_query_per_row(workspace, owner):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    journey = journey_services.journey_create(workspace=workspace, name="Welcome", context=EDITOR)
+    client = logged_in(owner)
+
+    def queries(path: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(_url(workspace, path)).status_code == 200
+        return len(captured)
+
+    def add(count: int) -> None:
+        for index in range(count):
+            person = _profile(workspace, f"u-{uuid4()}", f"p{index}-{uuid4()}@example.com")
+            _dead(workspace, person, journey=journey, node_id="hello")
+
+    add(2)
+    queries("messages/")  # the first request also stores the workspace in the session
+    few = (queries("messages/"), queries("messages/dead-letters/"))
+    add(20)
+    assert (queries("messages/"), queries("messages/dead-letters/")) == few
