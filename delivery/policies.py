@@ -40,6 +40,12 @@ def unreachable_reason(*, profile, channel: str) -> str:
     column = _ADDRESS.get(channel)
     if column is not None and not (getattr(profile, column) or "").strip():
         return "no_email_address" if column == "email" else "no_phone_number"
+    if channel in ("push", "web_push"):
+        from delivery.devices import device_unreachable_reason
+
+        return device_unreachable_reason(profile=profile, channel=channel)
+    if channel == "in_app" and not (profile.user_id or "").strip():
+        return "no_user_id"
     return ""
 
 

@@ -105,7 +105,21 @@ CACHES = {
 # own queue, so a slow provider holds up only its own messages.
 DELIVERY_CHANNELS = env_list(
     "DELIVERY_CHANNELS",
-    ["delivery.channels.email.EmailChannel", "delivery.channels.webhook.WebhookChannel"],
+    [
+        "delivery.channels.email.EmailChannel",
+        "delivery.channels.sms.SmsChannel",
+        "delivery.channels.whatsapp.WhatsAppChannel",
+        "delivery.channels.push.PushChannel",
+        "delivery.channels.web_push.WebPushChannel",
+        "delivery.channels.in_app.InAppChannel",
+        "delivery.channels.webhook.WebhookChannel",
+    ],
+)
+# Web push subscriptions may point only at these push services (the write key that
+# registers them is public, so any other host would let anyone aim our server at it).
+WEB_PUSH_ENDPOINT_HOSTS = env_list(
+    "WEB_PUSH_ENDPOINT_HOSTS",
+    ["fcm.googleapis.com", "push.services.mozilla.com", "push.apple.com", "notify.windows.com"],
 )
 DELIVERY_CHANNEL_QUEUES = [
     f"delivery-{channel}"

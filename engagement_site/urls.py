@@ -55,9 +55,7 @@ urlpatterns = [
     path("p/<str:token>/", delivery_views.preferences, name="preferences"),
     path("t/o/<str:token>.gif", delivery_views.track_open, name="track_open"),
     path("t/c/<str:token>/", delivery_views.track_click, name="track_click"),
-    path(
-        "hooks/<slug:channel>/<str:token>/", delivery_views.provider_hook, name="provider_hook"
-    ),
+    path("hooks/<slug:channel>/<str:token>/", delivery_views.provider_hook, name="provider_hook"),
     path("w/<slug:workspace_slug>/", include(workspace_patterns)),
     path("api/v1/", include(api_v1_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

@@ -108,9 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
         expected = base64.b64encode(f"{server.account_sid}:{server.auth_token}".encode())
         if self.headers.get("Authorization", "") != f"Basic {expected.decode()}":
             return _error(401, 20003, "Authenticate")
-        if not self.headers.get("Content-Type", "").startswith(
-            "application/x-www-form-urlencoded"
-        ):
+        if not self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
             return _error(400, 20001, "Unsupported media type: use form parameters")
         form = dict(parse_qsl(raw, keep_blank_values=True))
         with server.lock:

@@ -73,7 +73,9 @@ def postcard_package(tmp_path, monkeypatch):
 
 
 def test_a_channel_from_an_installed_package_sends(workspace, postcard_package):
-    assert set(registry.channels()) == {"email", "webhook", "postcard"}
+    assert set(registry.channels()) == {
+        "email", "sms", "whatsapp", "push", "web_push", "in_app", "webhook", "postcard"
+    }  # fmt: skip
     module = sys.modules["engagement_postcard"]
     assert registry.channel_class("postcard").validate({"printer": "lab"}).printer == "lab"
     home = Profile.objects.create(

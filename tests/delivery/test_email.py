@@ -207,13 +207,18 @@ def test_a_permanent_refusal_fails_the_email_and_the_chain_moves_on(workspace, s
     assert (email_message.status, email_message.reason) == ("failed", "provider_refused")
     assert email_message.last_error.startswith("550 5.1.1 No such user")
     card_message = Message.objects.get(profile=ada, channel="in_app")
-    # No in-app channel is installed yet: that message fails too, and the chain ends.
+    # The chain moved on to the in-app card, which reached her inbox.
     assert (card_message.chain_index, card_message.status, card_message.reason) == (
-        1, "failed", "no_channel",
+        1, "sent", "",
     )  # fmt: skip
     enrollment = Enrollment.objects.get(profile=ada)
     step = enrollment.steps.get(node_id="reach")
-    assert (enrollment.state, step.detail["reason"]) == ("exited", "no_channel_reached")
+    assert (enrollment.state, step.detail["channel"], step.detail["message"]) == (
+        "exited", "in_app", card_message.pk,
+    )  # fmt: skip
+    assert [(t["channel"], t["status"]) for t in step.detail["tried"]] == [
+        ("email", "failed"), ("in_app", "sent"),
+    ]  # fmt: skip
     assert smtp.received == []
 
 

@@ -18,7 +18,7 @@ from django.test import Client
 from content import services as content_services
 from delivery import inbox
 from delivery.channels import channels
-from delivery.channels.in_app import NO_USER_ID, InAppChannel
+from delivery.channels.in_app import InAppChannel
 from delivery.inbox_api import write_key_cache_clear
 from delivery.models import ChannelSettings, Consent, Message, MessageEvent
 from delivery.services import messages_enqueue, messages_send
@@ -341,11 +341,11 @@ def test_cards_not_sent_suppressed_or_failed_are_not_listed(workspace):
         "unsubscribed",
         None,
     )
-    # No user_id: the channel refuses it for good (policies do not know in-app's address).
+    # No user_id: known at send time, not sent.
     assert (no_user.status, no_user.reason, no_user.last_error) == (
-        "failed",
-        "provider_refused",
-        NO_USER_ID,
+        "suppressed",
+        "no_user_id",
+        "",
     )
     key = _write_key(workspace)
     assert _inbox(Client(), key) == (200, {"messages": [], "unread": 0, "next_cursor": None})

@@ -240,8 +240,8 @@ def test_a_profile_without_devices_gets_nothing_and_a_clear_reason(workspace, ca
     _work()
     for person in (nobody, gone):
         message = Message.objects.get(profile=person)
-        assert (message.status, message.attempts) == ("failed", 1)
-        assert message.last_error == "no_device: the profile has no enabled device to push to"
+        # Known when the journey decided: not sent, nothing tried.
+        assert (message.status, message.reason, message.attempts) == ("suppressed", "no_device", 0)
     assert fcm.sends == []
     assert fcm.token_requests == []
 
@@ -254,7 +254,8 @@ def test_another_workspaces_devices_are_not_used(workspace, other_workspace, car
     )
     _enroll(cart_journey, ada)
     _work()
-    assert Message.objects.get(profile=ada).status == "failed"
+    message = Message.objects.get(profile=ada)
+    assert (message.status, message.reason) == ("suppressed", "no_device")
     assert fcm.sends == []
 
 

@@ -191,8 +191,7 @@ def test_a_profile_without_subscriptions_contacts_no_push_service(
     _enroll(news_journey, nobody)
     _work()
     message = Message.objects.get(profile=nobody)
-    assert message.status == "failed"
-    assert message.last_error == "no_device: the profile has no enabled device to push to"
+    assert (message.status, message.reason, message.attempts) == ("suppressed", "no_device", 0)
     assert push_service.requests == []
 
 

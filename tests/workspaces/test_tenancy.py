@@ -52,6 +52,8 @@ def test_every_workspace_view_answers_404_to_a_non_member(
     kwargs = {"workspace_slug": "acme"}
     for argument in re.findall(r"<int:(\w+)>", route):
         kwargs[argument] = 1
+    for argument in re.findall(r"<(?:slug|str):(\w+)>", route):
+        kwargs.setdefault(argument, "email")
     response = getattr(logged_in(outsider), method)(reverse(name, kwargs=kwargs))
     assert response.status_code == 404
 
