@@ -364,7 +364,7 @@ def run(*, quick: bool) -> dict[str, Any]:
             "per_profile": PER_PROFILE,
             "cap": f"{CAP} per {WINDOW}s on all channels",
             "batch": 100,
-        },  # fmt: skip
+        },
         "baseline": baseline,
         "system": system,
         "ratio": round(statistics.mean(system[c]["ratio"] for c in CHANNELS), 3),
