@@ -32,8 +32,8 @@ urlpatterns = [
         name="delivery_suppression_remove",
     ),
     path(
-        "settings/delivery/signing-secret/",
-        views.signing_secret,
-        name="delivery_signing_secret",
+        "settings/delivery/secrets/<slug:kind>/",
+        views.secret_reveal,
+        name="delivery_secret",
     ),
 ]

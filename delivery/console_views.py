@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST
 
 from delivery import console_selectors as selectors
 from delivery import operations
@@ -223,6 +223,7 @@ def channel_edit(request: HttpRequest, channel: str) -> HttpResponse:
             "area": "settings",
             "tab": "channels",
             "requires_settings": cls.requires_settings,
+            "channel": channel,
             "channel_name": cls.name or channel,
             "row": row,
             "form": form,
@@ -365,16 +366,17 @@ def suppression_remove(request: HttpRequest, suppression_id: int) -> HttpRespons
 
 
 @workspace_view(EDIT)
-@require_GET
-def signing_secret(request: HttpRequest) -> HttpResponse:
-    """The webhook signing secret, fetched when an owner or admin clicks Reveal (it is
-    not in the page's HTML before that)."""
-    from delivery.channels.webhook import signing_secret as secret_of
-
-    response = render(
-        request,
-        "delivery/console/_signing_secret.html",
-        {"secret": secret_of(request.workspace.pk)},
-    )
+@require_POST
+def secret_reveal(request: HttpRequest, kind: str) -> HttpResponse:
+    """A workspace secret (webhook signing, in-app user hash), fetched when an owner or
+    admin clicks Reveal: it is not in any page's HTML before that, and each reveal is
+    audited."""
+    try:
+        secret = operations.secret_reveal(
+            workspace=request.workspace, kind=kind, context=AuditContext.from_request(request)
+        )
+    except operations.OperationRefused as refusal:
+        raise Http404(str(refusal)) from None
+    response = render(request, "delivery/console/_secret.html", {"secret": secret, "kind": kind})
     response["Cache-Control"] = "no-store"
     return response

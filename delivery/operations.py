@@ -303,3 +303,45 @@ def delivery_settings_save(
             changes={"operation": "delivery_settings_save", **changes},
         )
     return row
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def _webhook_signing_secret(workspace_id: int) -> str:
+    from delivery.channels.webhook import signing_secret
+
+    return signing_secret(workspace_id)
+
+
+def _inbox_user_hash_secret(workspace_id: int) -> str:
+    from delivery.inbox import user_hash_secret
+
+    return user_hash_secret(workspace_id)
+
+
+# kind in the URL -> (what it is called, how it is derived for a workspace)
+SECRETS = {
+    "webhook-signing": ("Webhook signing secret", _webhook_signing_secret),
+    "inbox-user-hash": ("In-app user hash secret", _inbox_user_hash_secret),
+}
+
+
+def secret_reveal(*, workspace: Workspace, kind: str, context: AuditContext) -> str:
+    """The workspace's secret of that kind, for an owner or admin who asked to see it.
+    Each reveal is audited (who, when, which secret; never the value), so a leaked
+    secret can be traced to the people who saw it."""
+    try:
+        label, derive = SECRETS[kind]
+    except KeyError:
+        raise OperationRefused(f"There is no secret called {kind!r}.") from None
+    audit_record(
+        context=context,
+        action=AuditAction.SECRET_REVEALED,
+        workspace=workspace,
+        object_type="delivery.secret",
+        object_id=kind,
+        object_repr=label,
+        changes={"operation": "secret_reveal"},
+    )
+    return derive(workspace.pk)

@@ -118,6 +118,7 @@ class AuditAction(models.TextChoices):
     API_KEY_CREATED = "api_key_created", "API key created"
     API_KEY_REVOKED = "api_key_revoked", "API key revoked"
     API_KEY_USED = "api_key_used", "API key used"
+    SECRET_REVEALED = "secret_revealed", "Secret revealed"
 
 
 class AuditLogQuerySet(models.QuerySet):

@@ -21,6 +21,7 @@ from content import services as content_services
 from delivery.channels import channels
 from delivery.channels.base import CallbackResult, Channel, ChannelConfig, SendResult
 from delivery.channels.webhook import signing_secret
+from delivery.inbox import user_hash_secret
 from delivery.models import (
     ChannelSettings,
     DeliverySettings,
@@ -190,7 +191,8 @@ def test_a_marketer_cannot_write_anything_and_nothing_changes(workspace, markete
     ]
     for path, data in writes:
         assert client.post(_url(workspace, path), data).status_code == 403, path
-    assert client.get(_url(workspace, "settings/delivery/signing-secret/")).status_code == 403
+    for kind in ("webhook-signing", "inbox-user-hash"):
+        assert client.post(_url(workspace, f"settings/delivery/secrets/{kind}/")).status_code == 403
     dead.refresh_from_db()
     assert (dead.status, dead.discarded_at, dead.attempts) == ("failed", None, 5)
     assert not ChannelSettings.objects.filter(workspace=workspace).exists()
@@ -811,14 +813,38 @@ def test_the_suppression_list_add_search_and_remove(workspace, owner):
     assert all("carol" not in json.dumps(row.changes) for row in audit)
 
 
-def test_the_signing_secret_is_revealed_only_on_request_to_editors(workspace, owner):
+@pytest.mark.parametrize(
+    ("kind", "page_path", "derive"),
+    [
+        ("webhook-signing", "settings/delivery/", signing_secret),
+        ("inbox-user-hash", "settings/channels/in_app/", user_hash_secret),
+    ],
+)
+def test_secrets_are_revealed_only_on_request_to_editors_and_audited(
+    workspace, owner, marketer, kind, page_path, derive
+):
     client = logged_in(owner)
-    page = client.get(_url(workspace, "settings/delivery/")).content.decode()
-    secret = signing_secret(workspace.pk)
+    page = client.get(_url(workspace, page_path)).content.decode()
+    secret = derive(workspace.pk)
     assert secret not in page and "Reveal secret" in page
-    fragment = client.get(_url(workspace, "settings/delivery/signing-secret/"))
+    assert not AuditLog.objects.filter(workspace=workspace, action="secret_revealed").exists()
+
+    fragment = client.post(_url(workspace, f"settings/delivery/secrets/{kind}/"))
+    assert fragment.status_code == 200
     assert secret in fragment.content.decode()
     assert fragment["Cache-Control"] == "no-store"
+    row = AuditLog.objects.get(workspace=workspace, action="secret_revealed")
+    assert (row.actor_id, row.object_type, row.object_id) == (owner.pk, "delivery.secret", kind)
+    assert secret not in json.dumps(row.changes) and secret not in row.object_repr
+
+    # A GET reveals nothing; a marketer sees no button and is refused; unknown kinds 404.
+    assert client.get(_url(workspace, f"settings/delivery/secrets/{kind}/")).status_code == 405
+    marketer = logged_in(marketer)
+    assert "Reveal secret" not in marketer.get(_url(workspace, page_path)).content.decode()
+    refused = marketer.post(_url(workspace, f"settings/delivery/secrets/{kind}/"))
+    assert refused.status_code == 403 and secret not in refused.content.decode()
+    assert client.post(_url(workspace, "settings/delivery/secrets/nope/")).status_code == 404
+    assert AuditLog.objects.filter(workspace=workspace, action="secret_revealed").count() == 1
 
 
 def test_the_log_and_dead_letter_pages_make_no_query_per_row(workspace, owner):

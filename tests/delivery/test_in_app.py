@@ -18,10 +18,9 @@ from django.test import Client
 from content import services as content_services
 from delivery import inbox
 from delivery.channels import channels
-from delivery.channels.in_app import InAppChannel
 from delivery.inbox_api import write_key_cache_clear
 from delivery.models import ChannelSettings, Consent, Message, MessageEvent
-from delivery.services import messages_enqueue, messages_send
+from delivery.services import channel_settings_save, messages_enqueue, messages_send
 from engagement_site.workspaces.models import ApiKey
 from engagement_site.workspaces.services import AuditContext, api_key_create, api_key_revoke
 from journeys import services as journey_services
@@ -62,14 +61,9 @@ def _write_key(workspace) -> str:
 
 
 def _settings(workspace, config: dict) -> ChannelSettings:
-    """The in-app settings as channel_settings_save stores them (validated; in-app has
-    no secrets). Written directly because that service's audit action
-    "channel_settings.change" overflows AuditLog.action (20 characters) for now."""
-    return ChannelSettings.objects.create(
-        workspace=workspace,
-        channel="in_app",
-        config=InAppChannel.validate(config).model_dump(mode="json"),
-        hook_token=f"in-app-{workspace.pk}",
+    """The in-app settings saved as the console saves them (validated and audited)."""
+    return channel_settings_save(
+        workspace=workspace, channel="in_app", config=config, context=SETUP
     )
 
 
