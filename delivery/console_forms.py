@@ -254,19 +254,49 @@ class DeliverySettingsForm(forms.Form):
         required=False, label="Quiet hours channels", widget=forms.CheckboxSelectMultiple
     )
     fallback_time_zone = forms.CharField(max_length=64, label="Fallback time zone")
+    opt_in_channels = forms.MultipleChoiceField(
+        required=False,
+        label="Channels that need a yes",
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Marketing on these goes only to people who subscribed (SMS in the US, say).",
+    )
+    email_double_opt_in = forms.BooleanField(
+        required=False,
+        label="Double opt-in for email",
+        help_text="Marketing email only to people who confirmed by clicking the link we send them.",
+    )
+    opt_in_template_id = forms.TypedChoiceField(
+        required=False,
+        coerce=int,
+        empty_value=None,
+        label="Confirmation email",
+        help_text="An email template with {{ message.confirm_url }}; one is made on first use.",
+    )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, workspace=None, **kwargs):
+        from content.models import Template
+
         super().__init__(*args, **kwargs)
         known = dict(channel_choices())
         for channel in ("sms", "whatsapp", "push", "web_push", "in_app"):
             known.setdefault(channel, channel.replace("_", " "))
         self.fields["quiet_hours_channels"].choices = sorted(known.items())
+        self.fields["opt_in_channels"].choices = sorted(known.items())
+        templates = Template.objects.filter(workspace=workspace, channel="email").order_by("name")
+        self.fields["opt_in_template_id"].choices = [
+            ("", "The default (made on first use)"),
+            *templates.values_list("pk", "name"),
+        ]
 
     @classmethod
     def for_settings(cls, row, data=None):
         return cls(
             data,
+            workspace=row.workspace,
             initial={
+                "opt_in_channels": list(row.opt_in_channels),
+                "email_double_opt_in": row.email_double_opt_in,
+                "opt_in_template_id": row.opt_in_template_id,
                 "track_opens": row.track_opens,
                 "track_clicks": row.track_clicks,
                 "utm_domains": "\n".join(row.utm_domains),

@@ -163,10 +163,13 @@ def device_disable(*, device_id: int, reason: str) -> int:
     return devices_disable(devices=Device.objects.filter(pk=device_id), reason=reason)
 
 
-def profile_resolve(*, workspace, user_id: str | None, anonymous_id: str | None):
+def profile_resolve(
+    *, workspace, user_id: str | None, anonymous_id: str | None, traits: dict | None = None
+):
     """The profile these ids name in the workspace, created (and linked, and merged)
     by the rules ingestion follows (segments.identity), so a device registered before
-    the app's first event lands on the profile its events will land on."""
+    the app's first event lands on the profile its events will land on. `traits` are
+    merged in as an identify call's would be (an email there fills the column)."""
     from segments.identity import ANONYMOUS_ID, USER_ID, IdentityGraph
     from segments.models import Profile
 
@@ -176,6 +179,10 @@ def profile_resolve(*, workspace, user_id: str | None, anonymous_id: str | None)
     with transaction.atomic():
         graph = IdentityGraph.load(workspace_id=workspace.pk, keys=keys)
         state = graph.resolve(user_id=user_id, anonymous_id=anonymous_id, at=timezone.now())
+        if traits:
+            state.traits = {**state.traits, **traits}
+            state.changed = True
+            state.refresh_columns()
         graph.save()
         return Profile.objects.get(workspace=workspace, pk=state.survivor().pk)
 

@@ -76,6 +76,14 @@ class Message(models.Model):
     # password resets) are exempt from frequency caps and quiet hours, never consent.
     topic = models.CharField(max_length=64, blank=True)
     transactional = models.BooleanField(default=False)
+    # What the message is for when not a journey's or the API's own: the email that
+    # asks a person to confirm their subscription (double opt-in) may reach someone
+    # whose answer is still pending.
+    purpose = models.CharField(
+        max_length=20,
+        blank=True,
+        choices=[("", "Message"), ("opt_in_confirmation", "Opt-in confirmation")],
+    )
     # Why a queued message waits past its time (quiet hours, the send rate, a cap
     # window), until next_attempt_at.
     hold_reason = models.CharField(max_length=40, blank=True)
@@ -143,6 +151,8 @@ class Consent(models.Model):
     class Status(models.TextChoices):
         SUBSCRIBED = "subscribed", "Subscribed"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        # Asked to subscribe; waiting for the click in the confirmation email.
+        PENDING = "pending", "Waiting for confirmation"
 
     workspace = models.ForeignKey(
         Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
@@ -199,6 +209,12 @@ class DeliverySettings(models.Model):
     # Channels that reach only people who said yes (a Consent row "subscribed"), e.g.
     # SMS where the law asks for prior consent; on the others no answer means yes.
     opt_in_channels = ArrayField(models.CharField(max_length=12), default=list, blank=True)
+    # Double opt-in: marketing email needs a confirmed yes, given by clicking the link
+    # in the confirmation email (opt_in_template, made on first use when empty).
+    email_double_opt_in = models.BooleanField(default=False)
+    opt_in_template = models.ForeignKey(
+        "content.Template", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

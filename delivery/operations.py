@@ -255,6 +255,9 @@ DELIVERY_SETTINGS_FIELDS = (
     "quiet_hours_end",
     "quiet_hours_channels",
     "fallback_time_zone",
+    "opt_in_channels",
+    "email_double_opt_in",
+    "opt_in_template_id",
 )
 
 
@@ -276,6 +279,16 @@ def delivery_settings_save(
             raise OperationRefused(
                 f"{values['fallback_time_zone']!r} is not a time zone (use an IANA name such as Europe/Berlin)."
             ) from None
+    template_id = values.get("opt_in_template_id")
+    if template_id is not None:
+        from content.models import Template
+
+        if not Template.objects.filter(
+            workspace=workspace, pk=template_id, channel="email"
+        ).exists():
+            raise OperationRefused(
+                "The confirmation email must be one of this workspace's email templates."
+            )
     with transaction.atomic():
         row, _ = DeliverySettings.objects.select_for_update().get_or_create(workspace=workspace)
         start = values.get("quiet_hours_start", row.quiet_hours_start)

@@ -142,8 +142,15 @@ def send_time_block(*, message, facts: BatchFacts) -> str:
     ):
         return "unsubscribed_topic"
     options = facts.settings[message.workspace_id]
-    if channel in options.opt_in_channels and answers.get((profile, channel, "")) != "subscribed":
-        return "no_opt_in"
+    answer = answers.get((profile, channel, ""))
+    if message.purpose == "opt_in_confirmation":
+        # The one message that asks for the yes: only to someone who asked for it.
+        if answer != "pending":
+            return "not_pending"
+    elif answer != "subscribed" and (
+        channel in options.opt_in_channels or (channel == "email" and options.email_double_opt_in)
+    ):
+        return "opt_in_pending" if answer == "pending" else "no_opt_in"
     if (
         topic
         and (message.workspace_id, topic) in facts.opt_in_topics

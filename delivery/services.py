@@ -358,7 +358,7 @@ def _prepare(message: Message, *, instances: dict, options: dict):
     from delivery.channels import ChannelUnavailable
     from delivery.channels.base import Outgoing
     from delivery.selectors import channel_instance, delivery_settings
-    from delivery.tokens import preferences_url, unsubscribe_url
+    from delivery.tokens import confirm_url, preferences_url, unsubscribe_url
 
     key = (message.workspace_id, message.channel)
     if key not in instances:
@@ -384,6 +384,9 @@ def _prepare(message: Message, *, instances: dict, options: dict):
             "id": message.pk,
             "unsubscribe_url": unsubscribe,
             "preferences_url": preferences_url(message.profile_id),
+            "confirm_url": confirm_url(message.pk)
+            if message.purpose == "opt_in_confirmation"
+            else "",
         },
     )
     try:
@@ -558,6 +561,134 @@ def consent_set(
             },
         )
     return consent
+
+
+# --------------------------------------------------------------------------- double opt-in
+
+# One confirmation email per person and channel in this time, however often a form is
+# sent again: a bot filling a signup form with someone's address cannot flood them.
+CONFIRMATION_RESEND_AFTER = timedelta(minutes=10)
+OPT_IN_TEMPLATE_NAME = "Confirm your subscription"
+OPT_IN_TEMPLATE_CONTENT = {
+    "subject": "Please confirm your subscription to {{ workspace.name }}",
+    "preheader": "One click and you are in.",
+    "html": (
+        "<p>Hi{% if profile.first_name %} {{ profile.first_name }}{% endif %},</p>"
+        "<p>Please confirm that you want emails from {{ workspace.name }}.</p>"
+        '<p><a href="{{ message.confirm_url }}">Yes, subscribe me</a></p>'
+        "<p>If you did not ask for this, ignore this email: you will not hear from us.</p>"
+    ),
+    "text": (
+        "Please confirm that you want emails from {{ workspace.name }}:\n"
+        "{{ message.confirm_url }}\n\n"
+        "If you did not ask for this, ignore this email: you will not hear from us."
+    ),
+}
+
+
+def consent_request(*, profile, channel: str, source: str, topic: str = "") -> str:
+    """A person asked to get messages on a channel (a signup form, the app's
+    settings). Where the workspace wants double opt-in for email, their answer is
+    pending and a confirmation email goes out (at most one in
+    CONFIRMATION_RESEND_AFTER); elsewhere they are subscribed now. Returns the answer:
+    "subscribed" or "pending"."""
+    from delivery.models import Consent
+    from delivery.selectors import delivery_settings
+    from segments.models import Profile
+
+    options = delivery_settings(workspace=profile.workspace)
+    if not (channel == "email" and options.email_double_opt_in) or topic:
+        consent_set(
+            profile=profile, channel=channel, status="subscribed", source=source, topic=topic
+        )
+        return "subscribed"
+    with transaction.atomic():
+        Profile.objects.select_for_update().filter(pk=profile.pk).first()
+        current = Consent.objects.filter(profile=profile, channel=channel, topic="").first()
+        if current is not None and current.status == Consent.Status.SUBSCRIBED:
+            return "subscribed"
+        consent_set(profile=profile, channel=channel, status="pending", source=source)
+        now = timezone.now()
+        recent = Message.objects.filter(
+            workspace_id=profile.workspace_id,
+            profile=profile,
+            channel=channel,
+            purpose="opt_in_confirmation",
+            created_at__gt=now - CONFIRMATION_RESEND_AFTER,
+        ).exists()
+        if recent:
+            return "pending"
+        template = _opt_in_template(options)
+        message = Message.objects.create(
+            workspace_id=profile.workspace_id,
+            idempotency_key=f"opt-in:{profile.pk}:{channel}:{int(now.timestamp() * 1000)}",
+            profile=profile,
+            channel=channel,
+            template_version=template.current_version,
+            purpose="opt_in_confirmation",
+            transactional=True,
+            created_at=now,
+        )
+        transaction.on_commit(lambda: messages_enqueue([message.pk], channel=channel))
+    return "pending"
+
+
+def _opt_in_template(options):
+    """The workspace's confirmation email: the one its settings name, or one made now
+    in its content library (audited as the system's), for the content team to edit."""
+    from content import services as content_services
+    from content.models import Template
+    from delivery.models import DeliverySettings
+    from engagement_site.workspaces.services import AuditContext
+
+    template = options.opt_in_template
+    if template is not None and template.current_version is not None:
+        return template
+    workspace = options.workspace
+    template = Template.objects.filter(workspace=workspace, name=OPT_IN_TEMPLATE_NAME).first()
+    if template is None:
+        template = content_services.template_create(
+            workspace=workspace,
+            name=OPT_IN_TEMPLATE_NAME,
+            channel="email",
+            content={"default": OPT_IN_TEMPLATE_CONTENT},
+            description="Sent when a person asks for email and double opt-in is on.",
+            context=AuditContext.system("double_opt_in"),
+        )
+    DeliverySettings.objects.update_or_create(
+        workspace=workspace, defaults={"opt_in_template": template}
+    )
+    return template
+
+
+class ConfirmationRefused(ValueError):
+    """A confirmation link that cannot subscribe anyone; the text says why."""
+
+
+def opt_in_confirm(*, message: Message) -> None:
+    """The person clicked "confirm" in their confirmation email: they are subscribed
+    (source double_opt_in, recorded against that email), unless they unsubscribed
+    since."""
+    from delivery.models import Consent
+
+    if message.purpose != "opt_in_confirmation":
+        raise ConfirmationRefused("This link does not confirm a subscription.")
+    current = Consent.objects.filter(
+        profile_id=message.profile_id, channel=message.channel, topic=""
+    ).first()
+    if current is not None and current.status == Consent.Status.SUBSCRIBED:
+        return
+    if current is None or current.status != Consent.Status.PENDING:
+        raise ConfirmationRefused(
+            "You unsubscribed after asking; subscribe again to get a new confirmation email."
+        )
+    consent_set(
+        profile=message.profile,
+        channel=message.channel,
+        status=Consent.Status.SUBSCRIBED,
+        source="double_opt_in",
+        message=message,
+    )
 
 
 # --------------------------------------------------------------------------- engagement

@@ -52,3 +52,29 @@ def preferences_profile_id(token: str) -> int | None:
 def preferences_url(profile_id: int) -> str:
     path = reverse("preferences", kwargs={"token": preferences_token(profile_id)})
     return f"{settings.PUBLIC_URL.rstrip('/')}{path}"
+
+
+# Confirmation links live a week: an old confirmation email should not subscribe
+# someone months later (they ask again, and get a new one).
+CONFIRM_MAX_AGE_SECONDS = 7 * 24 * 3600
+_CONFIRM = signing.TimestampSigner(salt="delivery.opt_in_confirm", algorithm="sha256")
+
+
+def confirm_token(message_id: int) -> str:
+    return _CONFIRM.sign(signing.b62_encode(message_id))
+
+
+def confirm_message_id(token: str) -> tuple[int | None, bool]:
+    """(the confirmation message a token names, whether it has expired); (None, False)
+    for a token that is not ours."""
+    try:
+        return signing.b62_decode(_CONFIRM.unsign(token, max_age=CONFIRM_MAX_AGE_SECONDS)), False
+    except signing.SignatureExpired:
+        return signing.b62_decode(_CONFIRM.unsign(token)), True
+    except (signing.BadSignature, ValueError):
+        return None, False
+
+
+def confirm_url(message_id: int) -> str:
+    path = reverse("opt_in_confirm", kwargs={"token": confirm_token(message_id)})
+    return f"{settings.PUBLIC_URL.rstrip('/')}{path}"

@@ -219,3 +219,46 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             "saved": saved,
         },
     )
+
+
+# --------------------------------------------------------------------------- double opt-in
+
+
+@require_http_methods(["GET", "POST"])
+def opt_in_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """`/c/<token>/`: the link in a confirmation email. A GET only shows a button, so
+    mail scanners that fetch every link confirm nobody; the person's POST subscribes
+    them. A link older than a week, or one for someone who unsubscribed since, says so
+    and changes nothing."""
+    from delivery import services
+    from delivery.tokens import confirm_message_id, preferences_url
+
+    message_id, expired = confirm_message_id(token)
+    message = (
+        Message.objects.select_related("profile", "workspace")
+        .filter(pk=message_id, purpose="opt_in_confirmation")
+        .first()
+        if message_id is not None
+        else None
+    )
+    if message is None:
+        raise Http404("This confirmation link is not valid.")
+    context = {
+        "workspace_name": message.workspace.name,
+        "noun": CHANNEL_NOUNS.get(message.channel, "messages"),
+        "preferences_url": preferences_url(message.profile_id),
+        "problem": "",
+        "confirmed": False,
+    }
+    status = 200
+    if expired:
+        context["problem"] = "This link has expired. Sign up again to get a new one."
+        status = 410
+    elif request.method == "POST":
+        try:
+            services.opt_in_confirm(message=message)
+            context["confirmed"] = True
+        except services.ConfirmationRefused as refusal:
+            context["problem"] = str(refusal)
+            status = 409
+    return render(request, "delivery/opt_in_confirm.html", context, status=status)

@@ -53,6 +53,7 @@ urlpatterns = [
     # Links inside messages, for the people they go to (no login; signed tokens).
     path("u/<str:token>/", delivery_views.unsubscribe, name="unsubscribe"),
     path("p/<str:token>/", delivery_views.preferences, name="preferences"),
+    path("c/<str:token>/", delivery_views.opt_in_confirm, name="opt_in_confirm"),
     path("t/o/<str:token>.gif", delivery_views.track_open, name="track_open"),
     path("t/c/<str:token>/", delivery_views.track_click, name="track_click"),
     path("hooks/<slug:channel>/<str:token>/", delivery_views.provider_hook, name="provider_hook"),
