@@ -121,6 +121,31 @@ WEB_PUSH_ENDPOINT_HOSTS = env_list(
     "WEB_PUSH_ENDPOINT_HOSTS",
     ["fcm.googleapis.com", "push.services.mozilla.com", "push.apple.com", "notify.windows.com"],
 )
+
+
+def _networks(name: str, default: list[str]) -> list[str]:
+    import ipaddress
+
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value)
+        except ValueError as error:
+            raise ImproperlyConfigured(
+                f"{name} entry {value!r} is not a network: {error}"
+            ) from None
+    return values
+
+
+# Webhooks and provider base URLs are workspace settings: requests to them may not
+# reach loopback, private, link-local (cloud metadata) or other non-public addresses,
+# except in these networks (CIDRs; engagement_site/outbound.py). Development lets
+# loopback through for local receivers and fake providers (`make bench` posts
+# webhooks to one); tests allow it in tests/conftest.py; production allows nothing.
+OUTBOUND_ALLOWED_NETWORKS = _networks(
+    "OUTBOUND_ALLOWED_NETWORKS",
+    ["127.0.0.0/8", "::1/128"] if DJANGO_ENV == "development" else [],
+)
 DELIVERY_CHANNEL_QUEUES = [
     f"delivery-{channel}"
     for channel in ("email", "sms", "whatsapp", "push", "web_push", "in_app", "webhook")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import django_rq
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
+from django.test import Client, override_settings
 
 from engagement_site.workspaces.models import Membership, Workspace
 from engagement_site.workspaces.roles import Role
@@ -15,6 +15,19 @@ from engagement_site.workspaces.services import AuditContext, workspace_create
 
 PASSWORD = "correct horse battery staple"
 SETUP = AuditContext.system("test setup")
+
+
+# The fake providers and receivers of the suite listen on 127.0.0.1; a test that wants
+# the production rule sets `settings.OUTBOUND_ALLOWED_NETWORKS = []`.
+LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _outbound_allows_loopback():
+    """Outbound requests (engagement_site/outbound.py) may reach loopback, for the whole
+    session: fixtures of any scope that validate a local base_url come after this."""
+    with override_settings(OUTBOUND_ALLOWED_NETWORKS=LOOPBACK_NETWORKS):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from delivery.channels.base import Channel, ChannelConfig, Outgoing, SendResult
+from engagement_site import outbound
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -45,7 +46,7 @@ class PushConfig(ChannelConfig):
     def _base_url(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("base_url must be an http(s) URL")
-        return value.rstrip("/")
+        return outbound.check_configured_url(value.rstrip("/"))
 
     @model_validator(mode="after")
     def _service_account(self) -> PushConfig:
@@ -58,6 +59,9 @@ class PushConfig(ChannelConfig):
         missing = [key for key in _SERVICE_ACCOUNT_KEYS if not info.get(key)]
         if missing:
             raise ValueError(f"service_account_json lacks {', '.join(missing)}")
+        problem = outbound.configured_url_problem(str(info["token_uri"]))
+        if problem:
+            raise ValueError(f"service_account_json token_uri: {problem}")
         return self
 
 
@@ -99,6 +103,7 @@ class _Credentials:
     def __init__(self, info: dict):
         from google.oauth2 import service_account
 
+        self.token_uri = str(info.get("token_uri", ""))
         self.credentials = service_account.Credentials.from_service_account_info(
             info, scopes=[FCM_SCOPE]
         )
@@ -107,6 +112,11 @@ class _Credentials:
         import google.auth.transport.requests
 
         if not self.credentials.valid:
+            # google-auth posts through `requests`, past the pinned transport: the
+            # token_uri is checked here, at request time (docs/delivery.md).
+            problem = outbound.url_refusal(self.token_uri)
+            if problem:
+                raise outbound.OutboundRefused(f"token_uri {problem}")
             self.credentials.refresh(google.auth.transport.requests.Request(session))
         return self.credentials.token
 
@@ -138,10 +148,13 @@ class PushChannel(Channel):
         return next(iter(self.send_batch([outgoing])))
 
     def send_batch(self, batch: list[Outgoing]) -> Iterator[SendResult]:
-        import requests
-
         devices = _devices_of(batch, kind=self.kind)
-        with httpx.Client(timeout=self.config.timeout_seconds) as client, requests.Session() as s:
+        with (
+            httpx.Client(
+                timeout=self.config.timeout_seconds, transport=outbound.transport()
+            ) as client,
+            outbound.requests_session() as s,
+        ):
             for outgoing in batch:
                 yield _fan_out(
                     outgoing,
@@ -158,6 +171,8 @@ class PushChannel(Channel):
                 info = json.loads(config.secret("service_account_json"))
                 self._credentials = _Credentials(info)
             token = self._credentials.token(session)
+        except outbound.OutboundRefused as error:
+            return _Outcome("temporary", error=f"access token: {error}")
         except TransportError as error:
             return _Outcome("temporary", error=f"access token: {error}")
         except RefreshError as error:

@@ -29,6 +29,7 @@ from delivery.channels.base import (
     Receipt,
     SendResult,
 )
+from engagement_site import outbound
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
 ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-f]{32}$")
@@ -75,7 +76,8 @@ class TwilioFields(ChannelConfig):
     def _base_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
             raise ValueError(f"an http(s) URL such as {DEFAULT_BASE_URL}")
-        return value.rstrip("/")
+        # The address check at send time is the guard; this one catches an IP early.
+        return outbound.check_configured_url(value.rstrip("/"))
 
 
 def check_account_sid(value: str) -> str:
@@ -131,7 +133,9 @@ class TwilioClient:
 
     def __init__(self, *, base_url: str, account_sid: str, auth_token: str, timeout: float):
         self.base_url, self.account_sid, self.auth_token = base_url, account_sid, auth_token
-        self.http = httpx.Client(timeout=timeout, follow_redirects=False)
+        self.http = httpx.Client(
+            timeout=timeout, follow_redirects=False, transport=outbound.transport()
+        )
 
     def __enter__(self) -> TwilioClient:
         return self

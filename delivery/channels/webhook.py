@@ -1,6 +1,12 @@
 """Webhooks: the template's method, URL, headers and JSON body, rendered for the
 person, sent with an HMAC signature, a timeout, the message's idempotency key, and
-retries for what a server may recover from."""
+retries for what a server may recover from.
+
+The URL is the workspace's to choose, so it goes through the outbound guard
+(engagement_site/outbound.py): an http(s) URL whose host resolves only to public
+addresses (or to OUTBOUND_ALLOWED_NETWORKS), connected to the address that was
+checked. Anything else fails the message for good before a byte is sent. Redirects
+are not followed (a 3xx is a refusal)."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import httpx
 from pydantic import Field
 
 from delivery.channels.base import Channel, ChannelConfig, Outgoing, SendResult
+from engagement_site import outbound
 
 SIGNATURE_HEADER = "X-Engagement-Signature"
 # Worth another try: the server is busy, rate limiting, or broken for now.
@@ -50,7 +57,11 @@ class WebhookChannel(Channel):
         return "webhook"  # the URL is the template's, rendered per person
 
     def send_batch(self, batch: list[Outgoing]) -> Iterator[SendResult]:
-        with httpx.Client(timeout=self.config.timeout_seconds, follow_redirects=False) as client:
+        with httpx.Client(
+            timeout=self.config.timeout_seconds,
+            follow_redirects=False,
+            transport=outbound.transport(),
+        ) as client:
             for outgoing in batch:
                 yield self._send(client, outgoing)
 
@@ -59,6 +70,9 @@ class WebhookChannel(Channel):
 
     def _send(self, client: httpx.Client, outgoing: Outgoing) -> SendResult:
         fields = outgoing.fields
+        problem = outbound.scheme_problem(fields.get("url", ""))
+        if problem is not None:
+            return SendResult.permanent(f"webhook URL: {problem}")
         body = fields.get("body", "").encode()
         headers = {
             **fields.get("headers", {}),
@@ -74,6 +88,8 @@ class WebhookChannel(Channel):
             response = client.request(
                 fields.get("method", "POST"), fields["url"], content=body or None, headers=headers
             )
+        except outbound.OutboundRefused as error:
+            return SendResult.permanent(f"webhook URL {error}")
         except httpx.TimeoutException as error:
             return SendResult.temporary(f"timed out: {error}")
         except httpx.TransportError as error:

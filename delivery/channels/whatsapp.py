@@ -33,6 +33,7 @@ from delivery.channels.base import (
     Receipt,
     SendResult,
 )
+from engagement_site import outbound
 
 META_BASE_URL = "https://graph.facebook.com"
 META_SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -191,6 +192,7 @@ class WhatsAppChannel(Channel):
         with httpx.Client(
             timeout=config.timeout_seconds,
             follow_redirects=False,
+            transport=outbound.transport(),
             headers={
                 "Authorization": f"Bearer {config.secret('access_token')}",
                 "User-Agent": "Engagement-Delivery/1",
