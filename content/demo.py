@@ -55,7 +55,9 @@ def _email_html(banner_url: str, heading: str, body: str, button: str) -> str:
         f'  <div class="inner">\n    <h1>{heading}</h1>\n    {body}\n'
         f'    <p><a class="button" href="https://shop.example.com/?utm_source=email">{button}</a></p>\n'
         "  </div>\n</div>\n"
-        '<div class="foot">{{ workspace.name }} · You get this email because you signed up.</div>\n'
+        '<div class="foot">{{ workspace.name }} · You get this email because you signed up. '
+        '<a href="{{ message.preferences_url }}">Preferences</a> · '
+        '<a href="{{ message.unsubscribe_url }}">Unsubscribe</a></div>\n'
         "</div>\n</body>\n</html>\n"
     )
 

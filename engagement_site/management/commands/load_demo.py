@@ -25,8 +25,11 @@ class Command(BaseCommand):
         counts = demo_dataset_load(workspace=workspace, profile_count=profiles, seed=seed)
         demo_segments_create(workspace=workspace)
         demo_content_create(workspace=workspace)
+        from delivery.demo import demo_delivery_create
+
+        messages = demo_delivery_create(workspace=workspace)
         self.stdout.write(
             f"Demo workspace '{workspace.slug}' ready in {time.monotonic() - started:.0f}s: "
-            f"{counts['profiles']} profiles, {counts['events']} events. "
+            f"{counts['profiles']} profiles, {counts['events']} events, {messages} new messages. "
             f"Log in as {DEMO_USERNAME} / {password}"
         )
