@@ -55,6 +55,12 @@ class TooLarge(APIException):
     default_detail = "The file is too large."
 
 
+class ProviderRefused(APIException):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_code = "provider_refused"
+    default_detail = "The provider did not take the message."
+
+
 class MailServerRefused(APIException):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_code = "mail_server_refused"
@@ -957,7 +963,10 @@ class TemplateTestSendApi(APIView):
         description="Once, to one address, subject prefixed [Test]. 400 for an address "
         "that is not one; 404 for a profile this workspace does not have; 409 for "
         "channels without a configured delivery channel yet; 422 (`render_failed`) when "
-        "the version does not render; 502 when the mail server refuses the message. "
+        "the version does not render; 502 when the mail server or the provider refuses the "
+        "message. SMS and WhatsApp go to the phone number in `to`, webhooks to the "
+        "template's URL, through the workspace's channel settings; push and in-app "
+        "answer 409. "
         "Audited (`template.test_send`, without the address).",
     )
     def post(self, request, template_id: int):
@@ -983,6 +992,8 @@ class TemplateTestSendApi(APIView):
             return _render_failed(error)
         except DjangoValidationError as error:
             raise _refusal(error) from None
+        except services.TestSendFailed as error:
+            raise ProviderRefused(str(error)) from None
         except OSError as error:  # SMTP down or refusing
             raise MailServerRefused(f"The mail server did not take the message: {error}") from None
         return Response(TestSendOutput({"detail": detail}).data)

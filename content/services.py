@@ -36,7 +36,11 @@ class TemplateConflict(ValidationError):
 
 
 class TestSendUnavailable(ValidationError):
-    """The channel cannot send a test message yet (delivery not configured)."""
+    """The channel cannot send a test message (not set up, or not one tests go on)."""
+
+
+class TestSendFailed(Exception):
+    """The provider did not take the test message; the text says what it answered."""
 
 
 def _check_name(*, workspace: Workspace, name: str, template: Template | None = None) -> str:
@@ -404,19 +408,20 @@ def template_send_test(
     context: AuditContext,
 ) -> str:
     """Render a version and send it once to `to` through the channel. Returns what
-    was done, for the editor to show. Email goes through Django's mail backend; other
-    channels need the delivery settings of issue 7 and raise TestSendUnavailable."""
+    was done, for the editor to show. Email goes through Django's mail backend; SMS,
+    WhatsApp and webhooks through the workspace's channel settings
+    (delivery.test_sends); push and in-app raise TestSendUnavailable, as does a channel
+    not set up; a provider's refusal raises TestSendFailed."""
     from django.core.mail import EmailMultiAlternatives
     from django.core.validators import validate_email
 
     from content.rendering import render_version
 
     if template.channel != Channel.EMAIL:
-        raise TestSendUnavailable(
-            f"Test sends on {template.get_channel_display()} need a configured "
-            "delivery channel, which this installation does not have yet. "
-            "Use the preview to check the message."
-        )
+        return _send_test_through_channel(
+            template=template, version=version, locale=locale,
+            render_context=render_context, to=to, context=context,
+        )  # fmt: skip
     to = (to or "").strip()
     try:
         validate_email(to)
@@ -444,3 +449,30 @@ def template_send_test(
         changes={"version": version.number, "locale": rendered.locale, "channel": template.channel},
     )
     return f"Sent version {version.number} ({rendered.locale}) to {to}."
+
+
+def _send_test_through_channel(
+    *, template, version, locale: str, render_context: dict, to: str, context: AuditContext
+) -> str:
+    from content.rendering import render_version
+    from delivery.test_sends import TestSendRefused, channel_test_send
+
+    rendered = render_version(version=version, locale=locale, context=render_context)
+    try:
+        text = channel_test_send(
+            workspace=template.workspace, channel=template.channel, fields=rendered.fields, to=to
+        )
+    except TestSendRefused as refusal:
+        if refusal.field:
+            raise ValidationError({refusal.field: str(refusal)}) from None
+        if refusal.unavailable:
+            raise TestSendUnavailable(str(refusal)) from None
+        raise TestSendFailed(str(refusal)) from None
+    audit_record(
+        context=context,
+        action="template.test_send",
+        workspace=template.workspace,
+        target=template,
+        changes={"version": version.number, "locale": rendered.locale, "channel": template.channel},
+    )
+    return f"Sent version {version.number} ({rendered.locale}): {text}"

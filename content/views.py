@@ -604,6 +604,8 @@ def template_test_send(request: HttpRequest, template_id: int) -> HttpResponse:
         status, text = 400, " ".join(error.messages)
     except TemplateRenderError as error:
         status, text = 422, f"The saved version does not render: {error}"
+    except services.TestSendFailed as error:
+        status, text = 502, str(error)
     except OSError as error:  # SMTP down or refusing
         status, text = 502, f"The mail server did not take the message: {error}"
     return render(

@@ -515,8 +515,8 @@ def test_test_send_email_and_refusals(workspace, settings):
         409,
         {
             "code": "conflict",
-            "message": "Test sends on SMS need a configured delivery channel, which this "
-            "installation does not have yet. Use the preview to check the message.",
+            "message": "The sms channel cannot send (channel_not_configured: the sms channel "
+            "has no settings yet). Set it up in Settings → Channels.",
         },
     )
     assert len(mail.outbox) == 2

@@ -294,7 +294,11 @@ def test_test_send_refuses_bad_addresses_and_channels_without_delivery(workspace
             context=EDITOR,
         )
     sms = _create(workspace, name="Text", channel="sms", content={"default": {"body": "Hi"}})
-    with pytest.raises(services.TestSendUnavailable, match="need a configured delivery channel"):
+    with pytest.raises(
+        services.TestSendUnavailable,
+        match=r"The sms channel cannot send \(channel_not_configured: the sms channel has no "
+        r"settings yet\)\. Set it up in Settings → Channels\.",
+    ):
         services.template_send_test(
             template=sms,
             version=sms.current_version,
