@@ -1,5 +1,7 @@
-"""A real SMTP server (aiosmtpd) on a free local port, which records what it takes and
-answers chosen recipients with a temporary (451) or permanent (550) refusal."""
+"""What the delivery tests share: a real SMTP server (aiosmtpd) on a free local port,
+which records what it takes and answers chosen recipients with a temporary (451) or
+permanent (550) refusal; a local webhook receiver and a local Twilio; channels added to
+DELIVERY_CHANNELS for a test; the journeys the tests send through."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from content import services as content_services
+from delivery import channels as registry
+from tests.delivery.fake_twilio import FakeTwilio
+from tests.delivery.local_http import Receiver
 from tests.journeys.test_executor import EDITOR, _run_journey
 
 
@@ -62,6 +67,32 @@ def smtp(settings):
     controller.stop()
 
 
+@pytest.fixture
+def receiver():
+    """A local webhook receiver (tests/delivery/local_http.py), serving for the test."""
+    with Receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def twilio_api():
+    """A local Twilio (tests/delivery/fake_twilio.py), serving for the test."""
+    with FakeTwilio() as server:
+        yield server
+
+
+@pytest.fixture
+def add_channel(settings):
+    """Adds a channel class, by dotted path, to DELIVERY_CHANNELS for the test."""
+
+    def add(path: str) -> None:
+        settings.DELIVERY_CHANNELS = [*settings.DELIVERY_CHANNELS, path]
+        registry.channels.cache_clear()
+
+    yield add
+    registry.channels.cache_clear()
+
+
 def _email_template(workspace):
     return content_services.template_create(
         workspace=workspace, name="Weekly", channel="email",
@@ -91,4 +122,17 @@ def weekly(workspace):
         ],
         [{"source": "api", "target": "first"}, {"source": "first", "target": "day"},
          {"source": "day", "target": "second"}, {"source": "second", "target": "end"}],
+    )  # fmt: skip
+
+
+def _one_step_journey(workspace, name: str, action: dict):
+    """A published journey: an API trigger, one action node ("send"), then exit."""
+    return _run_journey(
+        workspace, name,
+        [
+            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "send", "type": "action", "action": action},
+            {"id": "end", "type": "exit"},
+        ],
+        [{"source": "api", "target": "send"}, {"source": "send", "target": "end"}],
     )  # fmt: skip

@@ -11,14 +11,14 @@ UNREGISTERED for tokens in `unregistered`, scripted errors queued in `answers`).
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.delivery.local_http import LocalHandler, LocalServer
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -54,9 +54,9 @@ def fcm_error_body(status: int, message: str = "") -> bytes:
     ).encode()
 
 
-class FakeFcm(ThreadingHTTPServer):
+class FakeFcm(LocalServer):
     def __init__(self, project_id: str = "acme-app"):
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.project_id = project_id
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.client_email = f"push@{project_id}.iam.gserviceaccount.com"
@@ -65,11 +65,6 @@ class FakeFcm(ThreadingHTTPServer):
         self.sends: list[dict] = []  # {"path", "authorization", "body"}
         self.answers: list[int] = []  # statuses for the next sends, then 200
         self.unregistered: set[str] = set()
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     @property
     def token_uri(self) -> str:
@@ -93,18 +88,14 @@ class FakeFcm(ThreadingHTTPServer):
         }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler):
     server: FakeFcm
 
     def _answer(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(status, body, "application/json; charset=UTF-8")
 
     def do_POST(self):
-        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        raw = self.body()
         if self.path == "/token":
             return self._token(raw)
         prefix = f"/v1/projects/{self.server.project_id}/messages:send"
@@ -161,12 +152,3 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(404, fcm_error_body(404))
         name = f"projects/{self.server.project_id}/messages/0:{len(self.server.sends)}"
         self._answer(200, json.dumps({"name": name}).encode())
-
-    def log_message(self, *args):
-        pass
-
-
-def start() -> FakeFcm:
-    server = FakeFcm()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server

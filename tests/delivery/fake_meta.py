@@ -22,9 +22,9 @@ import hmac
 import json
 import re
 import secrets
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.delivery.local_http import LocalHandler, LocalServer
 
 API_VERSION = "v21.0"
 PHONE_NUMBER_ID = "106540352242922"
@@ -52,7 +52,7 @@ class Request:
     json: object
 
 
-class FakeMeta(ThreadingHTTPServer):
+class FakeMeta(LocalServer):
     def __init__(
         self,
         *,
@@ -61,7 +61,7 @@ class FakeMeta(ThreadingHTTPServer):
         access_token: str = ACCESS_TOKEN,
         app_secret: str = APP_SECRET,
     ):
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.api_version, self.phone_number_id = api_version, phone_number_id
         self.access_token, self.app_secret = access_token, app_secret
         # Approved templates: name -> (languages, number of body parameters).
@@ -70,11 +70,6 @@ class FakeMeta(ThreadingHTTPServer):
         self.answers: list[int] = []
         self.received: list[Request] = []
         self.sent: list[dict] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def sign(self, body: bytes) -> str:
         return "sha256=" + hmac.new(self.app_secret.encode(), body, hashlib.sha256).hexdigest()
@@ -93,18 +88,12 @@ def error_body(code: int, message: str = "", details: str = "") -> dict:
     return {"error": error}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler):
     server: FakeMeta
 
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        status, payload = self._answer(body)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        status, payload = self._answer(self.body())
+        self.reply(status, json.dumps(payload).encode(), "application/json; charset=UTF-8")
 
     def _answer(self, body: bytes) -> tuple[int, dict]:
         server = self.server
@@ -181,6 +170,3 @@ class _Handler(BaseHTTPRequestHandler):
             "contacts": [{"input": to, "wa_id": to}],
             "messages": [{"id": message_id, "message_status": "accepted"}],
         }
-
-    def log_message(self, *args):
-        pass

@@ -23,10 +23,10 @@ import hmac
 import json
 import re
 import secrets
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
+
+from tests.delivery.local_http import LocalHandler, LocalServer
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "f" * 32
@@ -53,18 +53,13 @@ class Request:
     form: dict[str, str]
 
 
-class FakeTwilio(ThreadingHTTPServer):
+class FakeTwilio(LocalServer):
     def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN):
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.account_sid, self.auth_token = account_sid, auth_token
         self.received: list[Request] = []
         self.sent: list[dict] = []
         self.answers: list[int] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def sign(self, url: str, params: dict[str, str]) -> str:
         data = url + "".join(f"{key}{params[key]}" for key in sorted(params))
@@ -86,19 +81,14 @@ def _error(status: int, code: int, message: str) -> _Answer:
     )  # fmt: skip
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler):
     server: FakeTwilio
 
     def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        raw = self.rfile.read(length).decode()
-        answer = self._answer(raw)
-        payload = json.dumps(answer.body).encode()
-        self.send_response(answer.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        answer = self._answer(self.body().decode())
+        self.reply(
+            answer.status, json.dumps(answer.body).encode(), "application/json; charset=utf-8"
+        )
 
     def _answer(self, raw: str) -> _Answer:
         server = self.server
@@ -171,6 +161,3 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.sent.append({**form, "sid": sid})
         return _Answer(201, message)
-
-    def log_message(self, *args):
-        pass

@@ -16,14 +16,14 @@ from __future__ import annotations
 import base64
 import os
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import http_ece
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.delivery.local_http import LocalHandler, LocalServer
 
 _VAPID = re.compile(r"^vapid\s+t=([^,\s]+)\s*,\s*k=([^,\s]+)$")
 
@@ -36,19 +36,18 @@ def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class FakePushService(ThreadingHTTPServer):
+class FakePushService(LocalServer):
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.subscriptions: dict[str, tuple[ec.EllipticCurvePrivateKey, bytes]] = {}
         self.received: list[dict] = []  # accepted pushes: name, headers, claims, payload
         self.requests: list[dict] = []  # every push attempt: name, status
         self.answers: list[int] = []
         self.gone: set[str] = set()
-        self.lock = threading.Lock()
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return self.url
 
     def subscribe(self, name: str) -> dict:
         """A PushSubscription's JSON, as the browser gives it to the page."""
@@ -67,18 +66,11 @@ class FakePushService(ThreadingHTTPServer):
         return [push for push in self.received if push["name"] == name]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler):
     server: FakePushService
 
     def _answer(self, status: int, text: str = "", headers: dict | None = None) -> None:
-        body = text.encode()
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(status, text.encode(), "text/plain", headers)
 
     def _refuse(self, name: str, status: int, text: str) -> None:
         with self.server.lock:
@@ -86,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(status, text)
 
     def do_POST(self):
-        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        raw = self.body()
         name = self.path.removeprefix("/push/")
         if not self.path.startswith("/push/") or name not in self.server.subscriptions:
             return self._refuse(name, 404, "no such subscription")
@@ -144,12 +136,3 @@ class _Handler(BaseHTTPRequestHandler):
         if claims["exp"] > time.time() + 24 * 3600:
             return "VAPID exp is more than 24 hours ahead"
         return claims
-
-    def log_message(self, *args):
-        pass
-
-
-def start() -> FakePushService:
-    server = FakePushService()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server

@@ -8,7 +8,6 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr, ValidationError
 
-from delivery import channels as registry
 from delivery.channels import ChannelUnavailable
 from delivery.channels.base import Channel, ChannelConfig, SendResult
 from delivery.models import ChannelSettings
@@ -38,14 +37,8 @@ class PagerChannel(Channel):
 
 
 @pytest.fixture(autouse=True)
-def pager(settings):
-    settings.DELIVERY_CHANNELS = [
-        *settings.DELIVERY_CHANNELS,
-        "tests.delivery.test_channel_settings.PagerChannel",
-    ]
-    registry.channels.cache_clear()
-    yield
-    registry.channels.cache_clear()
+def pager(add_channel):
+    add_channel("tests.delivery.test_channel_settings.PagerChannel")
 
 
 def test_secrets_are_encrypted_at_rest_and_kept_when_left_empty(workspace):

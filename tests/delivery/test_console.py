@@ -6,9 +6,7 @@ the delivery tab (settings, caps, suppressions, signing secret), and the audit r
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from uuid import uuid4
 
@@ -18,7 +16,6 @@ import time_machine
 from pydantic import Field, SecretStr
 
 from content import services as content_services
-from delivery.channels import channels
 from delivery.channels.base import CallbackResult, Channel, ChannelConfig, SendResult
 from delivery.channels.webhook import signing_secret
 from delivery.inbox import user_hash_secret
@@ -30,15 +27,15 @@ from delivery.models import (
     MessageEvent,
     Suppression,
 )
-from delivery.services import REQUEUE_GRACE, RETRY_DELAYS
-from delivery.services import scheduler_duty as delivery_duty
+from delivery.services import RETRY_DELAYS
 from engagement_site.workspaces.models import AuditLog
 from engagement_site.workspaces.roles import Role
 from journeys import services as journey_services
 from segments.models import Profile
 from tests.conftest import logged_in
-from tests.delivery.test_email import _work
-from tests.journeys.test_executor import EDITOR, _run_journey
+from tests.delivery.conftest import _one_step_journey
+from tests.delivery.test_email import _run_retries, _work
+from tests.journeys.test_executor import EDITOR
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -73,14 +70,9 @@ class ConsoleTestChannel(Channel):
 
 
 @pytest.fixture
-def test_channel(settings):
-    settings.DELIVERY_CHANNELS = [
-        *settings.DELIVERY_CHANNELS,
-        "tests.delivery.test_console.ConsoleTestChannel",
-    ]
-    channels.cache_clear()
-    yield ConsoleTestChannel
-    channels.cache_clear()
+def test_channel(add_channel):
+    add_channel("tests.delivery.test_console.ConsoleTestChannel")
+    return ConsoleTestChannel
 
 
 # --------------------------------------------------------------------------- people and messages
@@ -439,47 +431,6 @@ def test_bulk_discard_takes_several(workspace, owner):
     assert Message.objects.filter(discarded_at__isnull=False).count() == 2
 
 
-class Receiver(ThreadingHTTPServer):
-    """A webhook receiver: answers each request with the next queued status (200 when
-    none are queued), a JSON error body for errors, as test_webhook's does."""
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[dict] = []
-        self.answers: list[int] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append({"path": self.path, "body": body})
-        status = self.server.answers.pop(0) if self.server.answers else 200
-        payload = b'{"error": "busy"}' if status >= 400 else b'{"ok": true}'
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("X-Request-Id", f"req-{len(self.server.requests)}")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_dead_letter_retried_goes_out_once_and_a_second_retry_is_refused(
     workspace, owner, receiver
@@ -491,26 +442,13 @@ def test_a_dead_letter_retried_goes_out_once_and_a_second_retry_is_refused(
         content={"default": {"method": "POST", "url": f"{receiver.url}/crm", "body": '{"a": 1}'}},
         context=EDITOR,
     )  # fmt: skip
-    journey = _run_journey(
-        workspace, "Sync",
-        [
-            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
-            {"id": "hook", "type": "action", "action": {"kind": "webhook", "template_id": template.pk}},
-            {"id": "end", "type": "exit"},
-        ],
-        [{"source": "api", "target": "hook"}, {"source": "hook", "target": "end"}],
-    )  # fmt: skip
+    journey = _one_step_journey(workspace, "Sync", {"kind": "webhook", "template_id": template.pk})
     receiver.answers = [503] * (len(RETRY_DELAYS) + 1)
     ada = _profile(workspace, "ada")
-    at = T0
-    with time_machine.travel(at, tick=False):
+    with time_machine.travel(T0, tick=False):
         journey_services.journey_enroll(journey=journey, profile_id=ada.pk, context=EDITOR)
         _work()
-    for delay in RETRY_DELAYS:
-        at += timedelta(seconds=delay) + REQUEUE_GRACE
-        with time_machine.travel(at, tick=False):
-            delivery_duty()
-            _work()
+    _run_retries(T0, RETRY_DELAYS)
     message = Message.objects.get(profile=ada)
     assert (message.status, message.reason, message.attempts) == (
         "failed",

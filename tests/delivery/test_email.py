@@ -40,6 +40,22 @@ def _work() -> None:
     SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
 
 
+def _sweep_at(at: datetime) -> None:
+    """At `at`: the delivery scheduler's sweep, then every queued job (`_work`)."""
+    with time_machine.travel(at, tick=False):
+        delivery_duty()
+        _work()
+
+
+def _run_retries(start: datetime, delays) -> datetime:
+    """From `start`, a sweep after each delay in turn (plus the requeue grace); the last time."""
+    at = start
+    for delay in delays:
+        at += timedelta(seconds=delay) + REQUEUE_GRACE
+        _sweep_at(at)
+    return at
+
+
 def _ada(workspace) -> Profile:
     return Profile.objects.create(
         workspace=workspace, user_id="ada", email="ada@example.com", traits={"first_name": "Ada"}
@@ -155,9 +171,7 @@ def test_a_temporary_refusal_is_retried_with_backoff(workspace, weekly, smtp):
         delivery_duty()  # due, but inside the grace: not yet
         assert django_rq.get_queue("delivery-email").count == 0
     del smtp.refuse["ada@example.com"]
-    with time_machine.travel(T0 + timedelta(seconds=RETRY_DELAYS[0]) + REQUEUE_GRACE, tick=False):
-        delivery_duty()
-        _work()
+    _sweep_at(T0 + timedelta(seconds=RETRY_DELAYS[0]) + REQUEUE_GRACE)
     message.refresh_from_db()
     assert (message.status, message.attempts, message.last_error) == ("sent", 2, "")
     assert len(smtp.to("ada@example.com")) == 1
@@ -166,15 +180,10 @@ def test_a_temporary_refusal_is_retried_with_backoff(workspace, weekly, smtp):
 def test_temporary_refusals_until_the_retries_run_out_fail_the_message(workspace, weekly, smtp):
     ada = _ada(workspace)
     smtp.refuse["ada@example.com"] = "421 4.7.0 Too many connections"
-    at = T0
-    with time_machine.travel(at, tick=False):
+    with time_machine.travel(T0, tick=False):
         services.journey_enroll(journey=weekly, profile_id=ada.pk, context=EDITOR)
         _work()
-    for delay in RETRY_DELAYS:
-        at += timedelta(seconds=delay) + REQUEUE_GRACE
-        with time_machine.travel(at, tick=False):
-            delivery_duty()
-            _work()
+    _run_retries(T0, RETRY_DELAYS)
     message = Message.objects.get(profile=ada, node_id="first")
     assert (message.status, message.reason, message.attempts) == (
         "failed", "retries_exhausted", len(RETRY_DELAYS) + 1,
@@ -235,9 +244,7 @@ def test_a_mail_server_that_is_down_delays_the_email_and_loses_nothing(
     assert (message.status, message.attempts) == ("queued", 1)
     assert "ConnectionRefusedError" in message.last_error
     settings.EMAIL_PORT = live_port
-    with time_machine.travel(T0 + timedelta(seconds=RETRY_DELAYS[0]) + REQUEUE_GRACE, tick=False):
-        delivery_duty()
-        _work()
+    _sweep_at(T0 + timedelta(seconds=RETRY_DELAYS[0]) + REQUEUE_GRACE)
     message.refresh_from_db()
     assert message.status == "sent"
     assert [m["X-Engagement-Message"] for m in smtp.received] == [message.idempotency_key]

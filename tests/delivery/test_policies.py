@@ -20,15 +20,16 @@ from delivery.models import (
     Suppression,
     Topic,
 )
-from delivery.services import REQUEUE_GRACE, messages_send, scheduler_duty
+from delivery.services import REQUEUE_GRACE, messages_send
 from segments.models import Profile
 from tests.delivery.conftest import _email_template
-from tests.delivery.test_email import _work
+from tests.delivery.test_email import _sweep_at
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 WEEK = 7 * 24 * 3600
+LATE = datetime(2026, 11, 20, 21, 30, tzinfo=UTC)  # 22:30 in Berlin
 
 
 @pytest.fixture
@@ -67,6 +68,28 @@ def _send(*messages, now=T0) -> dict[str, int]:
 def _state(message: Message) -> tuple[str, str]:
     message.refresh_from_db()
     return message.status, message.reason
+
+
+def _preference(ada, *, channel: str, topic: str, status: str) -> None:
+    """Ada's choice on a topic for a channel ("" for every channel), in the preference centre."""
+    Consent.objects.create(
+        workspace_id=ada.workspace_id,
+        profile=ada,
+        channel=channel,
+        topic=topic,
+        status=status,
+        source="preference_centre",
+    )
+
+
+def _quiet_nights(workspace, channels: list[str]) -> None:
+    """Quiet hours from 21:00 to 08:00 on these channels."""
+    DeliverySettings.objects.create(
+        workspace=workspace,
+        quiet_hours_start=time(21, 0),
+        quiet_hours_end=time(8, 0),
+        quiet_hours_channels=channels,
+    )
 
 
 def test_a_frequency_cap_stops_the_message_over_it_and_spares_transactional_ones(
@@ -112,17 +135,11 @@ def test_a_failed_message_gives_its_place_under_the_cap_back(workspace, ada, tem
 def test_quiet_hours_hold_the_message_until_the_window_ends_in_the_persons_time_zone(
     workspace, ada, template, smtp
 ):
-    DeliverySettings.objects.create(
-        workspace=workspace,
-        quiet_hours_start=time(21, 0),
-        quiet_hours_end=time(8, 0),
-        quiet_hours_channels=["email"],
-    )
-    late = datetime(2026, 11, 20, 21, 30, tzinfo=UTC)  # 22:30 in Berlin
+    _quiet_nights(workspace, ["email"])
     morning = datetime(2026, 11, 21, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
-    with time_machine.travel(late, tick=False):
-        message = _message(ada, template, "night", at=late)
-        assert _send(message, now=late) == {"held": 1}
+    with time_machine.travel(LATE, tick=False):
+        message = _message(ada, template, "night", at=LATE)
+        assert _send(message, now=LATE) == {"held": 1}
         message.refresh_from_db()
         assert (message.status, message.hold_reason, message.next_attempt_at) == (
             "queued",
@@ -133,13 +150,9 @@ def test_quiet_hours_hold_the_message_until_the_window_ends_in_the_persons_time_
         [deferred] = MessageEvent.objects.filter(message=message, kind="deferred")
         assert deferred.data == {"reason": "quiet_hours", "until": morning.isoformat()}
     # Just before the end nothing goes; once it ends the scheduler sends it.
-    with time_machine.travel(morning - timedelta(minutes=1), tick=False):
-        scheduler_duty()
-        _work()
+    _sweep_at(morning - timedelta(minutes=1))
     assert smtp.received == []
-    with time_machine.travel(morning + REQUEUE_GRACE, tick=False):
-        scheduler_duty()
-        _work()
+    _sweep_at(morning + REQUEUE_GRACE)
     message.refresh_from_db()
     assert (message.status, message.sent_at, message.hold_reason) == (
         "sent",
@@ -152,18 +165,12 @@ def test_quiet_hours_hold_the_message_until_the_window_ends_in_the_persons_time_
 def test_quiet_hours_spare_transactional_messages_and_other_channels(
     workspace, ada, template, smtp
 ):
-    DeliverySettings.objects.create(
-        workspace=workspace,
-        quiet_hours_start=time(21, 0),
-        quiet_hours_end=time(8, 0),
-        quiet_hours_channels=["sms"],
-    )
-    late = datetime(2026, 11, 20, 21, 30, tzinfo=UTC)
-    email = _message(ada, template, "email-at-night", at=late)
-    assert _send(email, now=late) == {"sent": 1}
+    _quiet_nights(workspace, ["sms"])
+    email = _message(ada, template, "email-at-night", at=LATE)
+    assert _send(email, now=LATE) == {"sent": 1}
     DeliverySettings.objects.filter(workspace=workspace).update(quiet_hours_channels=["email"])
-    receipt = _message(ada, template, "receipt", at=late, transactional=True)
-    assert _send(receipt, now=late) == {"sent": 1}
+    receipt = _message(ada, template, "receipt", at=LATE, transactional=True)
+    assert _send(receipt, now=LATE) == {"sent": 1}
     assert len(smtp.received) == 2
 
 
@@ -190,14 +197,7 @@ def test_the_suppression_list_of_another_workspace_does_not_apply(
 def test_topics_unsubscribed_and_opt_in(workspace, ada, template, smtp):
     Topic.objects.create(workspace=workspace, key="news", name="News")
     Topic.objects.create(workspace=workspace, key="beta", name="Beta programme", opt_in=True)
-    Consent.objects.create(
-        workspace=workspace,
-        profile=ada,
-        channel="",
-        topic="news",
-        status="unsubscribed",
-        source="preference_centre",
-    )
+    _preference(ada, channel="", topic="news", status="unsubscribed")
     news = _message(ada, template, "news", topic="news")
     beta = _message(ada, template, "beta", topic="beta")
     other = _message(ada, template, "other", topic="tips")
@@ -206,14 +206,7 @@ def test_topics_unsubscribed_and_opt_in(workspace, ada, template, smtp):
     assert _state(beta) == ("suppressed", "no_opt_in_topic")
     assert [m["X-Engagement-Message"] for m in smtp.received] == ["other"]
 
-    Consent.objects.create(
-        workspace=workspace,
-        profile=ada,
-        channel="email",
-        topic="beta",
-        status="subscribed",
-        source="preference_centre",
-    )
+    _preference(ada, channel="email", topic="beta", status="subscribed")
     assert _send(_message(ada, template, "beta-2", topic="beta")) == {"sent": 1}
 
 

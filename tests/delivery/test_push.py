@@ -13,7 +13,7 @@ import pytest
 import time_machine
 
 from content import services as content_services
-from delivery.channels import channel_class, channels
+from delivery.channels import channel_class
 from delivery.models import ChannelSettings, Device, Message
 from delivery.services import (
     REQUEUE_GRACE,
@@ -21,14 +21,14 @@ from delivery.services import (
     channel_settings_save,
     messages_enqueue,
 )
-from delivery.services import scheduler_duty as delivery_duty
 from engagement_site.crypto import encrypt_json
 from engagement_site.workspaces.services import AuditContext
 from journeys import services
 from segments.models import Profile
 from tests.delivery import fake_fcm
-from tests.delivery.test_email import _work
-from tests.journeys.test_executor import EDITOR, _run_journey
+from tests.delivery.conftest import _one_step_journey
+from tests.delivery.test_email import _sweep_at, _work
+from tests.journeys.test_executor import EDITOR
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,19 +36,14 @@ T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def push_installed(settings):
-    settings.DELIVERY_CHANNELS = [*settings.DELIVERY_CHANNELS, "delivery.channels.push.PushChannel"]
-    channels.cache_clear()
-    yield
-    channels.cache_clear()
+def push_installed(add_channel):
+    add_channel("delivery.channels.push.PushChannel")
 
 
 @pytest.fixture
 def fcm():
-    server = fake_fcm.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with fake_fcm.FakeFcm() as server:
+        yield server
 
 
 def settings_row(*, workspace, channel: str, config: dict) -> ChannelSettings:
@@ -93,16 +88,9 @@ def cart_journey(workspace, configured):
         }},
         context=EDITOR,
     )  # fmt: skip
-    return _run_journey(
-        workspace, "Cart push",
-        [
-            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
-            {"id": "push", "type": "action",
-             "action": {"kind": "message", "channel": "push", "template_id": template.pk}},
-            {"id": "end", "type": "exit"},
-        ],
-        [{"source": "api", "target": "push"}, {"source": "push", "target": "end"}],
-    )  # fmt: skip
+    return _one_step_journey(
+        workspace, "Cart push", {"kind": "message", "channel": "push", "template_id": template.pk}
+    )
 
 
 def _person(workspace, user_id: str, tokens: list[str]) -> Profile:
@@ -202,16 +190,12 @@ def test_quota_and_unavailable_are_retried_then_sent(workspace, cart_journey, fc
     assert message.next_attempt_at == T0 + timedelta(seconds=RETRY_DELAYS[0])
     assert message.last_error == "429 QUOTA_EXCEEDED: Quota exceeded for sending messages."
     at = T0 + timedelta(seconds=RETRY_DELAYS[0]) + REQUEUE_GRACE
-    with time_machine.travel(at, tick=False):
-        delivery_duty()
-        _work()
+    _sweep_at(at)
     message.refresh_from_db()
     assert (message.status, message.attempts) == ("queued", 2)
     assert message.last_error == "503 UNAVAILABLE: The service is currently unavailable."
     at += timedelta(seconds=RETRY_DELAYS[1]) + REQUEUE_GRACE
-    with time_machine.travel(at, tick=False):
-        delivery_duty()
-        _work()
+    _sweep_at(at)
     message.refresh_from_db()
     assert (message.status, message.attempts) == ("sent", 3)
     assert message.provider_message_id == "projects/acme-app/messages/0:3"
@@ -262,17 +246,15 @@ def test_another_workspaces_devices_are_not_used(workspace, other_workspace, car
 def test_a_service_account_that_is_not_json_is_refused_naming_the_field(workspace, push_installed):
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="service_account_json is not JSON"):
-        channel_settings_save(
-            workspace=workspace,
-            channel="push",
-            config={"project_id": "p", "service_account_json": "{nope"},
-            context=AuditContext.system("test"),
-        )
-    with pytest.raises(ValidationError, match="service_account_json lacks private_key, token_uri"):
-        channel_settings_save(
-            workspace=workspace,
-            channel="push",
-            config={"project_id": "p", "service_account_json": '{"client_email": "a@b"}'},
-            context=AuditContext.system("test"),
-        )
+    cases = [
+        ("{nope", "service_account_json is not JSON"),
+        ('{"client_email": "a@b"}', "service_account_json lacks private_key, token_uri"),
+    ]
+    for service_account_json, named in cases:
+        with pytest.raises(ValidationError, match=named):
+            channel_settings_save(
+                workspace=workspace,
+                channel="push",
+                config={"project_id": "p", "service_account_json": service_account_json},
+                context=AuditContext.system("test"),
+            )

@@ -5,7 +5,6 @@ a bad signature changes nothing; STOP, START and HELP texted in end to end."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
@@ -15,16 +14,16 @@ from django.test import Client
 from pydantic import ValidationError
 
 from content import services as content_services
-from delivery import channels as registry
 from delivery.models import Consent, Message, MessageEvent, Suppression
 from delivery.services import RETRY_DELAYS, channel_settings_save, messages_enqueue, messages_send
 from delivery.tokens import hook_url
 from engagement_site.workspaces.services import AuditContext
 from journeys import services as journey_services
 from segments.models import Profile
-from tests.delivery.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.delivery.conftest import _one_step_journey
+from tests.delivery.fake_twilio import ACCOUNT_SID, AUTH_TOKEN
 from tests.delivery.test_email import _work
-from tests.journeys.test_executor import EDITOR, _run_journey
+from tests.journeys.test_executor import EDITOR
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,21 +35,8 @@ HELP = "Acme alerts & offers: reply STOP to stop, START to resume. Help: acme.ex
 
 
 @pytest.fixture(autouse=True)
-def sms_registered(settings):
-    settings.DELIVERY_CHANNELS = [*settings.DELIVERY_CHANNELS, "delivery.channels.sms.SmsChannel"]
-    registry.channels.cache_clear()
-    yield
-    registry.channels.cache_clear()
-
-
-@pytest.fixture
-def twilio_api():
-    server = FakeTwilio()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def sms_registered(add_channel):
+    add_channel("delivery.channels.sms.SmsChannel")
 
 
 @pytest.fixture
@@ -79,23 +65,26 @@ def sms_template(workspace):
 
 
 def _person(workspace, user_id: str, phone: str) -> Profile:
+    """A profile with this phone number, first name from the user id."""
     return Profile.objects.create(
         workspace=workspace, user_id=user_id, phone=phone, traits={"first_name": user_id.title()}
     )
 
 
 def _message(template, profile, key: str) -> Message:
+    """A queued message of the template's channel to the profile, not yet sent."""
     return Message.objects.create(
         workspace_id=profile.workspace_id,
         idempotency_key=key,
         profile=profile,
-        channel="sms",
+        channel=template.channel,
         template_version=template.current_version,
     )
 
 
 def _hook(settings_row) -> str:
-    return hook_url(channel="sms", token=settings_row.hook_token)
+    """The hook URL that the settings row's provider calls back."""
+    return hook_url(channel=settings_row.channel, token=settings_row.hook_token)
 
 
 def _callback(twilio_api, settings_row, form: dict, *, signature: str | None = None):
@@ -115,16 +104,9 @@ def _callback(twilio_api, settings_row, form: dict, *, signature: str | None = N
 def test_a_journey_text_arrives_with_its_exact_body_once(
     workspace, twilio_api, sms_settings, sms_template
 ):
-    journey = _run_journey(
-        workspace, "Codes",
-        [
-            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
-            {"id": "text", "type": "action",
-             "action": {"kind": "message", "channel": "sms", "template_id": sms_template.pk}},
-            {"id": "end", "type": "exit"},
-        ],
-        [{"source": "api", "target": "text"}, {"source": "text", "target": "end"}],
-    )  # fmt: skip
+    journey = _one_step_journey(
+        workspace, "Codes", {"kind": "message", "channel": "sms", "template_id": sms_template.pk}
+    )
     ada = _person(workspace, "ada", "+1 (415) 555-0123")
     with time_machine.travel(T0, tick=False):
         journey_services.journey_enroll(journey=journey, profile_id=ada.pk, context=EDITOR)

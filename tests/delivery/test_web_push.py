@@ -12,17 +12,16 @@ import time_machine
 from pydantic import ValidationError
 
 from content import services as content_services
-from delivery.channels import channels
 from delivery.channels.web_push import WebPushChannel, vapid_key_pair
 from delivery.models import Device, Message
-from delivery.services import REQUEUE_GRACE, RETRY_DELAYS, messages_enqueue
-from delivery.services import scheduler_duty as delivery_duty
+from delivery.services import RETRY_DELAYS, messages_enqueue
 from journeys import services
 from segments.models import Profile
-from tests.delivery import fake_webpush
-from tests.delivery.test_email import _work
+from tests.delivery.conftest import _one_step_journey
+from tests.delivery.fake_webpush import FakePushService
+from tests.delivery.test_email import _run_retries, _work
 from tests.delivery.test_push import settings_row
-from tests.journeys.test_executor import EDITOR, _run_journey
+from tests.journeys.test_executor import EDITOR
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,18 +30,11 @@ KEYS = vapid_key_pair()
 
 
 @pytest.fixture
-def push_service(settings):
-    server = fake_webpush.start()
+def push_service(settings, add_channel):
     settings.WEB_PUSH_ENDPOINT_HOSTS = ["127.0.0.1"]
-    settings.DELIVERY_CHANNELS = [
-        *settings.DELIVERY_CHANNELS,
-        "delivery.channels.web_push.WebPushChannel",
-    ]
-    channels.cache_clear()
-    yield server
-    channels.cache_clear()
-    server.shutdown()
-    server.server_close()
+    add_channel("delivery.channels.web_push.WebPushChannel")
+    with FakePushService() as server:
+        yield server
 
 
 @pytest.fixture
@@ -67,16 +59,11 @@ def news_journey(workspace, push_service):
         }},
         context=EDITOR,
     )  # fmt: skip
-    return _run_journey(
-        workspace, "News push",
-        [
-            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
-            {"id": "push", "type": "action",
-             "action": {"kind": "message", "channel": "web_push", "template_id": template.pk}},
-            {"id": "end", "type": "exit"},
-        ],
-        [{"source": "api", "target": "push"}, {"source": "push", "target": "end"}],
-    )  # fmt: skip
+    return _one_step_journey(
+        workspace,
+        "News push",
+        {"kind": "message", "channel": "web_push", "template_id": template.pk},
+    )
 
 
 def _person(workspace, push_service, user_id: str, browsers: list[str]) -> Profile:
@@ -173,12 +160,7 @@ def test_too_large_is_final_and_busy_is_retried(workspace, news_journey, push_se
     assert (message.status, message.attempts) == ("queued", 1)
     assert message.next_attempt_at == T0 + timedelta(seconds=RETRY_DELAYS[0])
     assert message.last_error == "429 Too Many Requests: scripted 429"
-    at = T0
-    for delay in RETRY_DELAYS[:2]:
-        at += timedelta(seconds=delay) + REQUEUE_GRACE
-        with time_machine.travel(at, tick=False):
-            delivery_duty()
-            _work()
+    _run_retries(T0, RETRY_DELAYS[:2])
     message.refresh_from_db()
     assert (message.status, message.attempts) == ("sent", 3)
     assert [push["name"] for push in push_service.received] == ["bo-chrome"]

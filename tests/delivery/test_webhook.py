@@ -1,4 +1,5 @@
-"""Webhooks from a journey to a real local HTTP server: the rendered JSON body, the
+"""Webhooks from a journey to a real local HTTP server (the receiver in local_http.py,
+served by the `receiver` fixture): the rendered JSON body, the
 signature a receiver can check, the idempotency key; 5xx and 429 retried, other 4xx
 final; a job run twice calls once."""
 
@@ -7,9 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime
 
 import pytest
 import time_machine
@@ -17,58 +16,16 @@ import time_machine
 from content import services as content_services
 from delivery.channels.webhook import SIGNATURE_HEADER, signing_secret
 from delivery.models import Message
-from delivery.services import REQUEUE_GRACE, RETRY_DELAYS, messages_enqueue
-from delivery.services import scheduler_duty as delivery_duty
+from delivery.services import RETRY_DELAYS, messages_enqueue
 from journeys import services
 from segments.models import Profile
-from tests.delivery.test_email import _work
-from tests.journeys.test_executor import EDITOR, _run_journey
+from tests.delivery.conftest import _one_step_journey
+from tests.delivery.test_email import _run_retries, _work
+from tests.journeys.test_executor import EDITOR
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
-
-
-class Receiver(ThreadingHTTPServer):
-    """Records each request; answers with the status queued in `answers` (200 after)."""
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[dict] = []
-        self.answers: list[int] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append(
-            {"path": self.path, "headers": dict(self.headers), "body": body}
-        )
-        status = self.server.answers.pop(0) if self.server.answers else 200
-        payload = b'{"error": "try later"}' if status >= 400 else b'{"ok": true}'
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("X-Request-Id", f"req-{len(self.server.requests)}")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
@@ -82,15 +39,7 @@ def hook_journey(workspace, receiver):
         }},
         context=EDITOR,
     )  # fmt: skip
-    return _run_journey(
-        workspace, "Sync",
-        [
-            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
-            {"id": "hook", "type": "action", "action": {"kind": "webhook", "template_id": template.pk}},
-            {"id": "end", "type": "exit"},
-        ],
-        [{"source": "api", "target": "hook"}, {"source": "hook", "target": "end"}],
-    )  # fmt: skip
+    return _one_step_journey(workspace, "Sync", {"kind": "webhook", "template_id": template.pk})
 
 
 def _enter(journey, workspace) -> Profile:
@@ -137,12 +86,7 @@ def test_busy_receivers_are_retried_and_refusals_are_final(workspace, hook_journ
     message = Message.objects.get(profile=ada)
     assert (message.status, message.attempts) == ("queued", 1)
     assert message.last_error.startswith("503 Service Unavailable")
-    at = T0
-    for delay in RETRY_DELAYS[:2]:
-        at += timedelta(seconds=delay) + REQUEUE_GRACE
-        with time_machine.travel(at, tick=False):
-            delivery_duty()
-            _work()
+    _run_retries(T0, RETRY_DELAYS[:2])
     message.refresh_from_db()
     assert (message.status, message.attempts, message.provider_message_id) == ("sent", 3, "req-3")
     assert [r["headers"]["Idempotency-Key"] for r in receiver.requests] == [

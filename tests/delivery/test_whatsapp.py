@@ -7,7 +7,6 @@ through the hook URL; settings that cannot work are refused naming the field."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
@@ -16,15 +15,13 @@ from django.test import Client
 from pydantic import ValidationError
 
 from content import services as content_services
-from delivery import channels as registry
 from delivery.models import Consent, Message, MessageEvent, Suppression
 from delivery.services import RETRY_DELAYS, channel_settings_save, messages_send
-from delivery.tokens import hook_url
 from engagement_site.workspaces.services import AuditContext
-from segments.models import Profile
 from tests.delivery import fake_meta
 from tests.delivery.fake_meta import FakeMeta
-from tests.delivery.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.delivery.fake_twilio import ACCOUNT_SID, AUTH_TOKEN
+from tests.delivery.test_sms import _hook, _message, _person
 from tests.journeys.test_executor import EDITOR
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,37 +34,15 @@ CONTENT_SID = "HX" + "0123456789abcdef" * 2
 
 
 @pytest.fixture(autouse=True)
-def whatsapp_registered(settings):
-    settings.DELIVERY_CHANNELS = [
-        *settings.DELIVERY_CHANNELS,
-        "delivery.channels.whatsapp.WhatsAppChannel",
-    ]
-    registry.channels.cache_clear()
-    yield
-    registry.channels.cache_clear()
-
-
-def _serve(server):
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server
-
-
-@pytest.fixture
-def twilio_api():
-    server = _serve(FakeTwilio())
-    yield server
-    server.shutdown()
-    server.server_close()
+def whatsapp_registered(add_channel):
+    add_channel("delivery.channels.whatsapp.WhatsAppChannel")
 
 
 @pytest.fixture
 def meta_api():
-    server = _serve(FakeMeta())
-    server.templates["order_shipped"] = ({"en_US", "de"}, 2)
-    yield server
-    server.shutdown()
-    server.server_close()
+    with FakeMeta() as server:
+        server.templates["order_shipped"] = ({"en_US", "de"}, 2)
+        yield server
 
 
 @pytest.fixture
@@ -110,26 +85,6 @@ def _save(workspace, config: dict):
     return channel_settings_save(
         workspace=workspace, channel="whatsapp", config=config, context=SETUP
     )
-
-
-def _person(workspace, user_id: str, phone: str) -> Profile:
-    return Profile.objects.create(
-        workspace=workspace, user_id=user_id, phone=phone, traits={"first_name": user_id.title()}
-    )
-
-
-def _message(template, profile, key: str) -> Message:
-    return Message.objects.create(
-        workspace_id=profile.workspace_id,
-        idempotency_key=key,
-        profile=profile,
-        channel="whatsapp",
-        template_version=template.current_version,
-    )
-
-
-def _hook(settings_row) -> str:
-    return hook_url(channel="whatsapp", token=settings_row.hook_token)
 
 
 # --------------------------------------------------------------------------- Twilio
