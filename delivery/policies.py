@@ -259,43 +259,74 @@ def caps_for(*, message, facts: BatchFacts) -> list[tuple[str, int, int, int | N
     return caps
 
 
-def cap_reserve(*, message, facts: BatchFacts, now: datetime) -> str:
-    """Take the message's place under its frequency caps, or say which cap is full
-    ("frequency_cap"). Serialised per profile (an advisory lock), so two workers
-    sending to one person at once cannot both take the last place. A message that
-    already holds its place (a retry) keeps it."""
+def caps_reserve(*, messages, facts: BatchFacts, now: datetime) -> set[int]:
+    """Take each message's place under its frequency caps, in order; returns the ids
+    of the messages a full cap refuses ("frequency_cap"). Serialised per profile
+    (advisory locks, taken in profile order so two workers cannot deadlock), so two
+    workers sending to one person at once cannot both take the last place. A message
+    that already holds its place (a retry) keeps it. One transaction and three
+    queries for the whole chunk, however many messages it has."""
     from django.db import connection, transaction
 
     from delivery.models import Message
 
-    if message.cap_counted_at is not None:
-        return ""
-    caps = caps_for(message=message, facts=facts)
-    if not caps:
-        return ""
+    wanted = [
+        (message, caps)
+        for message in messages
+        if message.cap_counted_at is None and (caps := caps_for(message=message, facts=facts))
+    ]
+    if not wanted:
+        return set()
+    profile_ids = sorted({message.profile_id for message, _ in wanted})
+    longest = max(window for _, caps in wanted for _, _, window, _ in caps)
+    refused: set[int] = set()
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)",
-                [CAP_LOCK_NAMESPACE, message.profile_id % 2_147_483_647],
+                "SELECT pg_advisory_xact_lock(%s, (id %% 2147483647)::int) "
+                "FROM unnest(%s::bigint[]) WITH ORDINALITY AS p(id, n) ORDER BY n",
+                [CAP_LOCK_NAMESPACE, profile_ids],
             )
         counted = Message.objects.filter(
-            profile_id=message.profile_id, cap_counted_at__isnull=False, transactional=False
+            profile_id__in=profile_ids,
+            cap_counted_at__gt=now - timedelta(seconds=longest),
+            transactional=False,
         ).exclude(status="failed")
+        shadow_mode = {
+            workspace_id: options.shadow_mode for workspace_id, options in facts.settings.items()
+        }
         # In shadow mode the shadow messages count (the log shows what the caps would
         # have done); out of it, only messages that really went.
-        if facts.settings[message.workspace_id].shadow_mode:
-            counted = counted.exclude(status="suppressed", is_shadow=False)
-        else:
-            counted = counted.exclude(status="suppressed")
-        for channel, limit, window, journey_id in caps:
-            taken = counted.filter(cap_counted_at__gt=now - timedelta(seconds=window))
-            if channel:
-                taken = taken.filter(channel=channel)
-            if journey_id is not None:
-                taken = taken.filter(journey_id=journey_id)
-            if taken.count() >= limit:
-                return "frequency_cap"
-        Message.objects.filter(pk=message.pk).update(cap_counted_at=now)
-        message.cap_counted_at = now
-    return ""
+        taken: dict[int, list[tuple[str, int | None, datetime]]] = {}
+        for profile_id, workspace_id, channel, journey_id, at, status, is_shadow in (
+            counted.values_list(
+                "profile_id", "workspace_id", "channel", "journey_id", "cap_counted_at",
+                "status", "is_shadow",
+            )
+        ):  # fmt: skip
+            if status == "suppressed" and not (shadow_mode.get(workspace_id) and is_shadow):
+                continue
+            taken.setdefault(profile_id, []).append((channel, journey_id, at))
+        reserved = []
+        for message, caps in wanted:
+            mine = taken.setdefault(message.profile_id, [])
+            full = any(
+                sum(
+                    1
+                    for channel, journey, at in mine
+                    if at > now - timedelta(seconds=window)
+                    and (not cap_channel or channel == cap_channel)
+                    and (journey_id is None or journey == journey_id)
+                )
+                >= limit
+                for cap_channel, limit, window, journey_id in caps
+            )
+            if full:
+                refused.add(message.pk)
+                continue
+            mine.append((message.channel, message.journey_id, now))
+            message.cap_counted_at = now
+            reserved.append(message.pk)
+        if reserved:
+            Message.objects.filter(pk__in=reserved).update(cap_counted_at=now)
+    return refused

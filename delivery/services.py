@@ -256,8 +256,11 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
         shadow = facts.settings[key[0]].shadow_mode
         for chunk in _paced(key, items, getattr(instance, "rate_per_second", None)):
             ready = []
+            capped = policies.caps_reserve(
+                messages=[message for message, _ in chunk], facts=facts, now=now
+            )
             for message, outgoing in chunk:
-                if policies.cap_reserve(message=message, facts=facts, now=now):
+                if message.pk in capped:
                     _finish(message, Message.Status.SUPPRESSED, reason="frequency_cap", now=now)
                     count("suppressed")
                 elif shadow:
@@ -471,7 +474,10 @@ def _finish(
     error: str = "",
     shadow: bool = False,
 ) -> None:
-    """Commit what the send learned and the new status (through the one service)."""
+    """Commit what the send learned and the new status: in one statement for a message
+    still queued (what a send job holds), through message_status_record otherwise."""
+    if _finish_queued(message, status, now=now, reason=reason, error=error, shadow=shadow):
+        return
     with transaction.atomic():
         Message.objects.filter(pk=message.pk).update(
             attempts=message.attempts,
@@ -483,6 +489,66 @@ def _finish(
             **({"is_shadow": True} if shadow else {}),
         )
         message_status_record(message_id=message.pk, status=status, at=now, reason=reason)
+
+
+# The send path's last word on a message, as one statement (one round trip, atomic
+# by itself): the queued message takes its outcome and its stamp, and the message
+# event is written with it, once. The same transition as message_status_record from
+# "queued", which every other change of status goes through.
+_FINISH_QUEUED_SQL = """
+WITH moved AS (
+    UPDATE delivery_message
+    SET status = %(status)s, reason = %(reason)s, attempts = %(attempts)s,
+        provider_message_id = %(provider_message_id)s, rendered = %(rendered)s,
+        last_error = %(error)s, next_attempt_at = NULL, hold_reason = '',
+        is_shadow = is_shadow OR %(shadow)s, updated_at = %(updated_at)s,
+        {stamp} = COALESCE({stamp}, %(at)s)
+    WHERE id = %(id)s AND status = 'queued'
+    RETURNING id, workspace_id
+), recorded AS (
+    INSERT INTO delivery_messageevent (workspace_id, message_id, kind, at, data)
+    SELECT workspace_id, id, %(status)s, %(at)s, %(data)s FROM moved
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) FROM moved
+"""
+
+
+def _finish_queued(
+    message: Message, status: str, *, now: datetime, reason: str, error: str, shadow: bool
+) -> bool:
+    """_finish for a message still queued; False (nothing written) when it is not."""
+    from django.db import connection
+    from psycopg.types.json import Jsonb
+
+    from journeys.executor import journeys_for_message_outcome
+
+    if connection.in_atomic_block:
+        return False  # inside someone's transaction: the service keeps its semantics
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FINISH_QUEUED_SQL.format(stamp=_STAMPS[status]),
+            {
+                "id": message.pk,
+                "status": status,
+                "reason": reason[:200],
+                "attempts": message.attempts,
+                "provider_message_id": message.provider_message_id,
+                "rendered": Jsonb(message.rendered),
+                "error": error[:500],
+                "shadow": shadow,
+                "updated_at": timezone.now(),
+                "at": now,
+                "data": Jsonb({"reason": reason} if reason else {}),
+            },
+        )
+        moved = cursor.fetchone()[0]
+    if not moved:
+        return False
+    message.status = status
+    if message.enrollment_id is not None:
+        journeys_for_message_outcome(message_id=message.pk, enrollment_id=message.enrollment_id)
+    return True
 
 
 def scheduler_duty() -> None:
