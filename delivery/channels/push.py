@@ -67,9 +67,12 @@ class PushConfig(ChannelConfig):
 
 def fcm_message(*, token: str, fields: dict[str, Any], message_id: int, config: PushConfig):
     """The v1 `message` for one device. FCM wants every data value as a string; the
-    message id comes along so the app can report the open (docs/channels/push.md)."""
+    message's app-facing id (a signed token) comes along so the app can report the open
+    to POST /api/v1/push/opened (docs/channels/push.md)."""
+    from delivery.inbox import message_token
+
     data = {str(key): _text(value) for key, value in (fields.get("data") or {}).items()}
-    data["message_id"] = str(message_id)
+    data["message_id"] = message_token(message_id)
     link = fields.get("deep_link") or ""
     if link:
         data["link"] = link

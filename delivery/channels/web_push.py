@@ -84,13 +84,16 @@ class WebPushConfig(ChannelConfig):
 
 
 def web_push_payload(*, fields: dict, message_id: int) -> dict:
-    """What the service worker's `push` event reads (docs/channels/push.md)."""
+    """What the service worker's `push` event reads (docs/channels/push.md); its
+    message_id is the signed token POST /api/v1/push/opened takes."""
+    from delivery.inbox import message_token
+
     return {
         "title": fields.get("title", ""),
         "body": fields.get("body", ""),
         "icon": fields.get("icon_url", ""),
         "url": fields.get("url", ""),
-        "message_id": message_id,
+        "message_id": message_token(message_id),
     }
 
 

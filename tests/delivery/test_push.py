@@ -6,14 +6,13 @@ and a profile without devices contacting nobody."""
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 
 from content import services as content_services
-from delivery.channels import channel_class
+from delivery import inbox
 from delivery.models import ChannelSettings, Device, Message
 from delivery.services import (
     REQUEUE_GRACE,
@@ -21,7 +20,6 @@ from delivery.services import (
     channel_settings_save,
     messages_enqueue,
 )
-from engagement_site.crypto import encrypt_json
 from engagement_site.workspaces.services import AuditContext
 from journeys import services
 from segments.models import Profile
@@ -47,18 +45,10 @@ def fcm():
 
 
 def settings_row(*, workspace, channel: str, config: dict) -> ChannelSettings:
-    """The channel's settings stored as channel_settings_save stores them (validated,
-    secrets encrypted). Written directly because channel_settings_save's audit action
-    "channel_settings.change" (23 characters) overflows AuditLog.action (20) for now."""
-    cls = channel_class(channel)
-    validated = cls.validate(config)
-    secret_names = cls.Config.secret_fields()
-    return ChannelSettings.objects.create(
-        workspace=workspace,
-        channel=channel,
-        config=validated.model_dump(mode="json", exclude=set(secret_names)),
-        secrets=encrypt_json({name: validated.secret(name) for name in secret_names}),
-        hook_token=secrets.token_urlsafe(32),
+    """The channel's settings saved as the console saves them (validated, secrets
+    encrypted, audited)."""
+    return channel_settings_save(
+        workspace=workspace, channel=channel, config=config, context=AuditContext.system("test")
     )
 
 
@@ -132,7 +122,11 @@ def test_a_push_reaches_fcm_with_the_exact_message_and_a_token_the_fake_issued(
             "body": "Your cart misses you",
             "image": "https://cdn.acme.example/cart.png",
         },
-        "data": {"campaign": "cart", "message_id": str(message.pk), "link": "acme://cart/ada"},
+        "data": {
+            "campaign": "cart",
+            "message_id": inbox.message_token(message.pk),
+            "link": "acme://cart/ada",
+        },
         "android": {"priority": "high"},
         "apns": {"payload": {"aps": {"sound": "default", "mutable-content": 1}}},
     }
@@ -258,3 +252,73 @@ def test_a_service_account_that_is_not_json_is_refused_naming_the_field(workspac
                 config={"project_id": "p", "service_account_json": service_account_json},
                 context=AuditContext.system("test"),
             )
+
+
+def _report(key: str, action: str, body: dict):
+    import base64
+
+    from django.test import Client
+
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    response = Client().post(
+        f"/api/v1/push/{action}", body, content_type="application/json", HTTP_AUTHORIZATION=auth
+    )
+    return response.status_code, response.json()
+
+
+def test_the_app_reports_opens_and_taps_with_the_payloads_id(
+    workspace, other_workspace, cart_journey, fcm
+):
+    from engagement_site.workspaces.services import api_key_create
+
+    ada = _person(workspace, "ada", ["tok-phone"])
+    with time_machine.travel(T0, tick=False):
+        _enroll(cart_journey, ada)
+        _work()
+    message = Message.objects.get(profile=ada)
+    token = json.loads(fcm.sends[0]["body"])["message"]["data"]["message_id"]
+    setup = AuditContext.system("test")
+    key = api_key_create(workspace=workspace, kind="write", name="app", context=setup)[1]
+    other_key = api_key_create(workspace=other_workspace, kind="write", name="app", context=setup)[
+        1
+    ]
+
+    # Another workspace's key, a forged id and the database id are not found.
+    not_found = {"code": "not_found", "message": "This workspace sent no push with that id."}
+    assert _report(other_key, "opened", {"messageId": token}) == (404, not_found)
+    assert _report(key, "opened", {"messageId": token[:-2] + "xx"}) == (404, not_found)
+    assert _report(key, "opened", {"messageId": str(message.pk)}) == (404, not_found)
+    assert _report(key, "opened", {}) == (
+        400,
+        {
+            "code": "invalid_message_id",
+            "message": "`messageId` (the payload's message_id) is required.",
+        },
+    )
+    message.refresh_from_db()
+    assert (message.status, message.opened_at) == ("sent", None)
+
+    assert _report(key, "opened", {"messageId": token}) == (200, {"success": True})
+    assert _report(key, "opened", {"messageId": token}) == (200, {"success": True})
+    message.refresh_from_db()
+    first_open = message.opened_at
+    assert message.status == "opened" and first_open is not None
+    # A tap right away counts: no link-scanner guard for an app's own report.
+    assert _report(key, "clicked", {"messageId": token}) == (200, {"success": True})
+    message.refresh_from_db()
+    assert (message.status, message.opened_at) == ("clicked", first_open)
+    kinds = sorted(message.events.values_list("kind", flat=True))
+    assert kinds == ["clicked", "opened", "sent"]
+    assert _report(key, "dismissed", {"messageId": token})[0] == 404
+
+    # A push that never went out cannot be opened.
+    bob = _person(workspace, "bob", [])
+    with time_machine.travel(T0, tick=False):
+        _enroll(cart_journey, bob)
+        _work()
+    failed = Message.objects.get(profile=bob)
+    assert failed.status in ("failed", "suppressed")
+    status, document = _report(key, "opened", {"messageId": inbox.message_token(failed.pk)})
+    assert (status, document["code"]) == (409, "not_sent")
+    failed.refresh_from_db()
+    assert failed.opened_at is None

@@ -12,6 +12,7 @@ import time_machine
 from pydantic import ValidationError
 
 from content import services as content_services
+from delivery import inbox
 from delivery.channels.web_push import WebPushChannel, vapid_key_pair
 from delivery.models import Device, Message
 from delivery.services import RETRY_DELAYS, messages_enqueue
@@ -100,7 +101,7 @@ def test_the_push_service_decrypts_exactly_what_was_rendered_and_verifies_vapid(
         "body": "Spring sale starts today",
         "icon": "https://cdn.acme.example/icon.png",
         "url": "https://acme.example/sale",
-        "message_id": message.pk,
+        "message_id": inbox.message_token(message.pk),
     }
     assert message.rendered["title"] == "News for Ada"
     # Signed with the workspace's key, for this push service, by this sender.
