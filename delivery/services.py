@@ -50,7 +50,7 @@ def _allowed(current: str, new: str) -> bool:
 
 
 def message_status_record(
-    *, message_id: int, status: str, at: datetime | None = None, reason: str = ""
+    *, message_id: int, status: str, at: datetime | None = None, reason: str = "", code: str = ""
 ) -> bool:
     """Move a message to `status` (stamping when it first got there) and wake the
     journey step that waits on it. Returns False, changing nothing, when the message
@@ -87,7 +87,7 @@ def message_status_record(
         message.updated_at = timezone.now()
         message.save(update_fields=sorted(set(fields)))
         message_event_record(
-            message=message, kind=status, at=at, data={"reason": reason} if reason else None
+            message=message, kind=status, at=at, data=_event_data(reason=reason, code=code)
         )
         if message.enrollment_id is not None:
             # After commit, in a transaction of its own: a send job must not collect
@@ -99,6 +99,10 @@ def message_status_record(
                 )
             )
     return True
+
+
+def _event_data(*, reason: str = "", code: str = "") -> dict:
+    return {name: value for name, value in (("reason", reason), ("code", code)) if value}
 
 
 def message_event_record(*, message: Message, kind: str, at: datetime | None = None, data=None):
@@ -457,12 +461,37 @@ def _record_result(message: Message, result, now: datetime) -> str:
                 message=message,
                 kind="retried",
                 at=now,
-                data={"attempt": message.attempts, "error": result.error[:300]},
+                data={
+                    "attempt": message.attempts,
+                    "error": result.error[:300],
+                    **({"code": result.code} if result.code else {}),
+                },
             )
         return "retry"
     reason = "retries_exhausted" if result.status == "temporary" else "provider_refused"
-    _finish(message, Message.Status.FAILED, reason=reason, error=result.error, now=now)
+    _finish(
+        message, Message.Status.FAILED, reason=reason, error=result.error, now=now,
+        code=result.code,
+    )  # fmt: skip
+    if result.opted_out:
+        _provider_opt_out(message)
     return "failed"
+
+
+def _provider_opt_out(message: Message) -> None:
+    """The provider refused because the person opted out with it (texted STOP to
+    Twilio's own handling): record what their STOP would have, so nothing more is
+    tried on the channel."""
+    from delivery.channels.base import Inbound
+    from delivery.policies import profile_address
+
+    address = profile_address(profile=message.profile, channel=message.channel)
+    if address:
+        inbound_message_record(
+            workspace=message.workspace,
+            channel=message.channel,
+            inbound=Inbound(sender=address, text="STOP"),
+        )
 
 
 def _finish(
@@ -473,10 +502,14 @@ def _finish(
     reason: str = "",
     error: str = "",
     shadow: bool = False,
+    code: str = "",
 ) -> None:
     """Commit what the send learned and the new status: in one statement for a message
-    still queued (what a send job holds), through message_status_record otherwise."""
-    if _finish_queued(message, status, now=now, reason=reason, error=error, shadow=shadow):
+    still queued (what a send job holds), through message_status_record otherwise.
+    `code` is the provider's error code, kept in the message event."""
+    if _finish_queued(
+        message, status, now=now, reason=reason, error=error, shadow=shadow, code=code
+    ):
         return
     with transaction.atomic():
         Message.objects.filter(pk=message.pk).update(
@@ -515,7 +548,14 @@ SELECT count(*) FROM moved
 
 
 def _finish_queued(
-    message: Message, status: str, *, now: datetime, reason: str, error: str, shadow: bool
+    message: Message,
+    status: str,
+    *,
+    now: datetime,
+    reason: str,
+    error: str,
+    shadow: bool,
+    code: str,
 ) -> bool:
     """_finish for a message still queued; False (nothing written) when it is not."""
     from django.db import connection
@@ -539,7 +579,7 @@ def _finish_queued(
                 "shadow": shadow,
                 "updated_at": timezone.now(),
                 "at": now,
-                "data": Jsonb({"reason": reason} if reason else {}),
+                "data": Jsonb(_event_data(reason=reason, code=code)),
             },
         )
         moved = cursor.fetchone()[0]

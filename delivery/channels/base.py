@@ -54,21 +54,28 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class SendResult:
+    """What the provider said of one message. `code` is the provider's own error code
+    (kept with the message's error); `opted_out` says the provider refused because the
+    person opted out with it (Twilio 21610): delivery then records their STOP, so
+    nothing more is tried on that channel."""
+
     status: str  # "sent" | "temporary" | "permanent"
     provider_message_id: str = ""
     error: str = ""
+    code: str = ""
+    opted_out: bool = False
 
     @classmethod
     def sent(cls, provider_message_id: str = "") -> SendResult:
         return cls("sent", provider_message_id=provider_message_id)
 
     @classmethod
-    def temporary(cls, error: str) -> SendResult:
-        return cls("temporary", error=error)
+    def temporary(cls, error: str, *, code: str = "") -> SendResult:
+        return cls("temporary", error=error, code=code)
 
     @classmethod
-    def permanent(cls, error: str) -> SendResult:
-        return cls("permanent", error=error)
+    def permanent(cls, error: str, *, code: str = "", opted_out: bool = False) -> SendResult:
+        return cls("permanent", error=error, code=code, opted_out=opted_out)
 
 
 @dataclass(frozen=True)

@@ -67,10 +67,7 @@ class SmsChannel(Channel):
             data["From"] = self.config.from_number
         if callback_url:
             data["StatusCallback"] = callback_url
-        result, code = client.create_message(data)
-        if code == twilio.UNSUBSCRIBED_CODE:
-            twilio.record_opt_out(workspace_id=self.workspace_id, channel=self.id, number=to)
-        return result
+        return client.create_message(data)
 
     def handle_callback(self, callback: Callback) -> CallbackResult:
         return twilio.read_callback(callback, auth_token=self.config.secret("auth_token"))

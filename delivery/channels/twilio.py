@@ -115,19 +115,6 @@ def hook_url_of(*, workspace_id: int, channel: str) -> str:
     return hook_url(channel=channel, token=row.hook_token) if row is not None else ""
 
 
-def record_opt_out(*, workspace_id: int, channel: str, number: str) -> None:
-    """Twilio refused a message because the person texted STOP to it (21610): record
-    what their STOP would have, so nothing more is tried."""
-    from delivery.channels.base import Inbound as Text
-    from delivery.services import inbound_message_record
-    from engagement_site.workspaces.models import Workspace
-
-    workspace = Workspace.objects.get(pk=workspace_id)
-    inbound_message_record(
-        workspace=workspace, channel=channel, inbound=Text(sender=number, text="STOP")
-    )
-
-
 class TwilioClient:
     """One pooled HTTP client for a batch of Messages API calls."""
 
@@ -143,16 +130,14 @@ class TwilioClient:
     def __exit__(self, *exc) -> None:
         self.http.close()
 
-    def create_message(self, data: dict[str, str]) -> tuple[SendResult, int | None]:
-        """The outcome, and Twilio's error code when it refused (None otherwise)."""
-        result = message_create(
+    def create_message(self, data: dict[str, str]) -> SendResult:
+        return message_create(
             self.http,
             base_url=self.base_url,
             account_sid=self.account_sid,
             auth_token=self.auth_token,
             params=data,
         )
-        return result, refused_code(result) if result.status != "sent" else None
 
 
 def messages_url(*, base_url: str, account_sid: str) -> str:
@@ -200,19 +185,14 @@ def read_answer(response: httpx.Response) -> SendResult:
     )
     if response.is_success:  # 2xx without a sid: not what Twilio answers
         return SendResult.temporary(f"{response.status_code} without a message sid")
+    code_text = str(code) if code else ""
     if (
         response.status_code >= 500
         or response.status_code in (401, 403, 429)
         or code in TEMPORARY_CODES
     ):
-        return SendResult.temporary(summary)
-    return SendResult.permanent(summary)
-
-
-def refused_code(result: SendResult) -> int | None:
-    """The Twilio error code of a refusal, read back from its summary."""
-    head = result.error.split(":", 1)[0].split()
-    return int(head[2]) if len(head) == 3 and head[2].isdigit() else None
+        return SendResult.temporary(summary, code=code_text)
+    return SendResult.permanent(summary, code=code_text, opted_out=code == UNSUBSCRIBED_CODE)
 
 
 # --------------------------------------------------------------------------- callbacks

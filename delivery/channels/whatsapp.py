@@ -181,8 +181,7 @@ class WhatsAppChannel(Channel):
             data["From"] = f"whatsapp:{self.config.from_number}"
         if callback_url:
             data["StatusCallback"] = callback_url
-        result, _ = client.create_message(data)
-        return result
+        return client.create_message(data)
 
     # ----------------------------------------------------------------------- Meta
 

@@ -210,6 +210,12 @@ def test_refused_credentials_are_ours_to_fix_and_retried(workspace, twilio_api, 
     message.refresh_from_db()
     assert (message.status, message.attempts) == ("queued", 1)
     assert message.last_error == "401 Twilio 20003: Authenticate"
+    retried = MessageEvent.objects.get(message=message, kind="retried")
+    assert retried.data == {
+        "attempt": 1,
+        "error": "401 Twilio 20003: Authenticate",
+        "code": "20003",
+    }
     assert twilio_api.received == []  # refused before it was read
 
 
@@ -222,6 +228,8 @@ def test_a_number_that_texted_stop_to_twilio_is_unsubscribed(
     first.refresh_from_db()
     assert (first.status, first.reason) == ("failed", "provider_refused")
     assert first.last_error == "400 Twilio 21610: Attempt to send to unsubscribed recipient"
+    failed = MessageEvent.objects.get(message=first, kind="failed")
+    assert failed.data == {"reason": "provider_refused", "code": "21610"}
     consent = Consent.objects.get(profile=opted_out, channel="sms")
     assert (consent.status, consent.source) == ("unsubscribed", "sms_keyword")
     second = _message(sms_template, opted_out, "m:2")
