@@ -77,6 +77,7 @@ def channel_instance(*, workspace_id: int, channel: str):
 
     from delivery.channels import ChannelUnavailable, UnknownChannel, channel_class
     from delivery.models import ChannelSettings
+    from delivery.tokens import hook_url
     from engagement_site.crypto import SecretsUnreadable
 
     try:
@@ -97,6 +98,7 @@ def channel_instance(*, workspace_id: int, channel: str):
     except (ValidationError, SecretsUnreadable) as error:
         raise ChannelUnavailable("channel_misconfigured", str(error)) from None
     instance.rate_per_second = row.rate_per_second
+    instance.hook_url = hook_url(channel=channel, token=row.hook_token)
     return instance
 
 

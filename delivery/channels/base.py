@@ -144,6 +144,9 @@ class Channel:
     requires_settings: ClassVar[bool] = False
     # The workspace's limit on this channel (messages per second; None: none).
     rate_per_second: int | None = None
+    # Where the provider reports back for these settings (/hooks/<channel>/<token>/,
+    # from PUBLIC_URL; "" without saved settings): a status callback URL to send along.
+    hook_url: str = ""
 
     def __init__(self, config: ChannelConfig | None = None, *, workspace_id: int | None = None):
         self.config = config if config is not None else self.Config()

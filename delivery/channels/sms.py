@@ -38,7 +38,7 @@ class SmsChannel(Channel):
 
     def send_batch(self, batch: list[Outgoing]) -> Iterator[SendResult]:
         config = self.config
-        callback_url = twilio.hook_url_of(workspace_id=self.workspace_id, channel=self.id)
+        callback_url = self.hook_url
         with twilio.TwilioClient(
             base_url=config.base_url,
             account_sid=config.account_sid,

@@ -105,16 +105,6 @@ def e164(number: str) -> str:
     return compact if E164_RE.match(compact) else ""
 
 
-def hook_url_of(*, workspace_id: int, channel: str) -> str:
-    """The workspace's hook URL for the channel (the StatusCallback), "" without
-    saved settings."""
-    from delivery.selectors import channel_settings
-    from delivery.tokens import hook_url
-
-    row = channel_settings(workspace=workspace_id, channel=channel)
-    return hook_url(channel=channel, token=row.hook_token) if row is not None else ""
-
-
 class TwilioClient:
     """One pooled HTTP client for a batch of Messages API calls."""
 
