@@ -800,16 +800,29 @@ def opt_in_confirm(*, message: Message) -> None:
 # --------------------------------------------------------------------------- engagement
 
 
-def message_engagement_record(*, message_id: int, engagement: str) -> bool:
-    """A person opened or clicked a message (from tracking). A click within
-    MACHINE_CLICK_SECONDS of the send is a link scanner's and counts for nothing; a
-    repeat changes nothing. Returns whether the status moved."""
+def message_engagement_record(*, message_id: int, engagement: str, machine: str = "") -> bool:
+    """Someone opened or clicked a message (from tracking). A machine's open or click
+    (`machine`: why tracking took it for one), or a click within MACHINE_CLICK_SECONDS
+    of the send (a link scanner's), moves nothing: it is kept once as a
+    machine_opened / machine_clicked event with its reason. A person's repeat changes
+    nothing. Returns whether the status moved."""
     from delivery.tracking import MACHINE_CLICK_SECONDS
 
     now = timezone.now()
-    sent_at = Message.objects.filter(pk=message_id).values_list("sent_at", flat=True).first()
-    scanner = sent_at is not None and (now - sent_at).total_seconds() < MACHINE_CLICK_SECONDS
-    if engagement == "clicked" and scanner:
+    found = Message.objects.filter(pk=message_id).values_list("sent_at", "workspace_id").first()
+    if found is None:
+        return False  # an erased message is gone
+    sent_at, workspace_id = found
+    too_soon = sent_at is not None and (now - sent_at).total_seconds() < MACHINE_CLICK_SECONDS
+    if not machine and engagement == "clicked" and too_soon:
+        machine = "too_soon_after_send"
+    if machine:
+        message_event_record(
+            message=Message(pk=message_id, workspace_id=workspace_id),
+            kind=f"machine_{engagement}",
+            at=now,
+            data={"reason": machine},
+        )
         return False
     try:
         return message_status_record(message_id=message_id, status=engagement, at=now)

@@ -9,9 +9,13 @@ pixel, `/t/o/<token>.gif`, records the open. Links to the workspace's own domain
 `utm_*` parameters, never overwriting ones the link already has. The unsubscribe
 link is left alone.
 
-Machines are told apart from people where they can be: HEAD requests and known link
-scanners' user agents record nothing, and a click within MACHINE_CLICK_SECONDS of
-the send is taken for a security scanner's and not counted.
+Machines are told apart from people where they can be (`machine_reason`): HEAD
+requests, known link scanners' user agents, Apple Mail Privacy Protection's fetcher
+(it loads every image of every message on arrival, with the bare user agent
+"Mozilla/5.0"; Apple Mail itself sends a full one), and a click within
+MACHINE_CLICK_SECONDS of the send (a security scanner following links). They do not
+move the message; each is kept once as a machine_opened / machine_clicked message
+event with its reason, for analytics to show beside the people's.
 """
 
 from __future__ import annotations
@@ -103,7 +107,14 @@ def track_email(
     return html, links
 
 
-def is_machine(request) -> bool:
-    return request.method == "HEAD" or bool(
-        SCANNER_AGENTS.search(request.headers.get("User-Agent", ""))
-    )
+def machine_reason(request) -> str:
+    """Why this request is a machine's ("head", "scanner", "apple_privacy_proxy"), or
+    "" for what looks like a person."""
+    if request.method == "HEAD":
+        return "head"
+    agent = request.headers.get("User-Agent", "").strip()
+    if SCANNER_AGENTS.search(agent):
+        return "scanner"
+    if agent == "Mozilla/5.0":
+        return "apple_privacy_proxy"
+    return ""

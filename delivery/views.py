@@ -93,8 +93,10 @@ def track_open(request: HttpRequest, token: str) -> HttpResponse:
     from delivery import services, tracking
 
     parts = tracking.token_parts(token)
-    if parts is not None and not tracking.is_machine(request):
-        services.message_engagement_record(message_id=parts[0], engagement="opened")
+    if parts is not None:
+        services.message_engagement_record(
+            message_id=parts[0], engagement="opened", machine=tracking.machine_reason(request)
+        )
     response = HttpResponse(PIXEL, content_type="image/gif")
     response["Cache-Control"] = "no-store, max-age=0"
     return response
@@ -113,8 +115,9 @@ def track_click(request: HttpRequest, token: str) -> HttpResponse:
     links = (message.rendered or {}).get("links", []) if message is not None else []
     if parts is None or not 0 <= parts[1] < len(links):
         raise Http404("This link is not valid.")
-    if not tracking.is_machine(request):
-        services.message_engagement_record(message_id=message.pk, engagement="clicked")
+    services.message_engagement_record(
+        message_id=message.pk, engagement="clicked", machine=tracking.machine_reason(request)
+    )
     response = HttpResponseRedirect(links[parts[1]])
     response["Cache-Control"] = "no-store"
     return response

@@ -273,8 +273,18 @@ def test_tracked_links_and_the_open_pixel_record_people_not_machines(
         assert (early.status_code, early["Location"]) == (302, message.rendered["links"][0])
         assert client.head(pixel).status_code == 200
         assert client.get(pixel, headers=scanner).status_code == 200
+        # Apple Mail Privacy Protection fetches images on arrival, as "Mozilla/5.0".
+        assert client.get(pixel, headers={"User-Agent": "Mozilla/5.0"}).status_code == 200
     message.refresh_from_db()
     assert (message.status, message.opened_at, message.clicked_at) == ("sent", None, None)
+    # The machines are kept apart, once per kind with the first reason, for analytics.
+    machine = {
+        event.kind: event.data for event in message.events.filter(kind__startswith="machine_")
+    }
+    assert machine == {
+        "machine_clicked": {"reason": "too_soon_after_send"},
+        "machine_opened": {"reason": "head"},
+    }
     with time_machine.travel(T0 + timedelta(minutes=5), tick=False):
         opened = client.get(pixel)
         assert (opened.status_code, opened["Content-Type"]) == (200, "image/gif")
@@ -285,6 +295,9 @@ def test_tracked_links_and_the_open_pixel_record_people_not_machines(
     assert (message.status, message.opened_at, message.clicked_at) == (
         "clicked", T0 + timedelta(minutes=5), T0 + timedelta(minutes=6),
     )  # fmt: skip
+    assert sorted(message.events.values_list("kind", flat=True)) == [
+        "clicked", "machine_clicked", "machine_opened", "opened", "sent",
+    ]  # fmt: skip
     token = click.split("/")[3]
     message_part, signature = token.split(":")
     for forged in (
