@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 
 from engagement_site.workspaces.access import workspace_view
 
 
 @workspace_view("journeys.view")
 def journey_editor(request: HttpRequest, journey_id: int) -> HttpResponse:
-    raise NotImplementedError
+    raise Http404("Not built yet.")

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 
 from engagement_site.workspaces.access import workspace_view
 
 
 @workspace_view("journeys.view")
 def inspector_form(request: HttpRequest, journey_id: int) -> HttpResponse:
-    raise NotImplementedError
+    raise Http404("Not built yet.")
 
 
 @workspace_view("journeys.view")
 def inspector_apply(request: HttpRequest, journey_id: int) -> HttpResponse:
-    raise NotImplementedError
+    raise Http404("Not built yet.")
 
 
 @workspace_view("journeys.view")
 def event_names(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+    raise Http404("Not built yet.")

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 
 from engagement_site.workspaces.access import workspace_view
 
 
 @workspace_view("journeys.edit")
 def journey_new(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+    raise Http404("Not built yet.")
 
 
 @workspace_view("journeys.edit")
 def journey_duplicate(request: HttpRequest, journey_id: int) -> HttpResponse:
-    raise NotImplementedError
+    raise Http404("Not built yet.")
 
 
 @workspace_view("journeys.edit")
 def journey_archive(request: HttpRequest, journey_id: int) -> HttpResponse:
-    raise NotImplementedError
+    raise Http404("Not built yet.")
