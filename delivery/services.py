@@ -140,6 +140,11 @@ SEND_BATCH = 100
 # A claimed message belongs to its send job for this long (longer than a job may run:
 # RQ's 600 s timeout); a job that died is replaced by the scheduler after it.
 SEND_LEASE = timedelta(minutes=15)
+# A send job starts no new send after this long (far inside the lease and RQ's job
+# timeout): what it has not reached is handed back, to go out in a new job, so a slow
+# provider can never keep a job sending past its lease while another job sends the
+# same messages.
+SEND_BUDGET = timedelta(minutes=5)
 # The scheduler re-queues queued messages whose time has come and stayed this long
 # unsent (a job lost with Redis, a retry that is due), without racing the job queued
 # at commit; a re-queued message is not re-queued again for REQUEUE_BACKOFF.
@@ -211,6 +216,10 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
     claimed = _claim(message_ids, now)
     if not claimed:
         return counts
+    import time
+
+    deadline = time.monotonic() + SEND_BUDGET.total_seconds()
+    handed_back: dict[str, list[int]] = {}
     messages = list(
         Message.objects.filter(pk__in=claimed)
         .select_related(
@@ -280,19 +289,52 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
                 else:
                     ready.append((message, outgoing))
             if ready:
-                for message, result in _send_chunk(instance, key[1], ready):
-                    count(_record_result(message, result, now))
+                for message, result in _send_chunk(instance, key[1], ready, deadline):
+                    if result is _HANDED_BACK:
+                        handed_back.setdefault(message.channel, []).append(message.pk)
+                        count("handed_back")
+                    else:
+                        count(_record_result(message, result, now))
+    for channel, ids in handed_back.items():
+        _hand_back(ids, channel=channel)
     return counts
 
 
-def _send_chunk(instance, channel_id: str, items: list):
-    """(message, result) for each message, as the channel answers."""
+_HANDED_BACK = object()
+
+
+def _hand_back(message_ids: list[int], *, channel: str) -> None:
+    """Give up the claim on messages this job did not reach (they stay queued, due
+    now) and queue them in a new job."""
+    Message.objects.filter(pk__in=message_ids, status=Message.Status.QUEUED).update(
+        next_attempt_at=timezone.now(), updated_at=timezone.now()
+    )
+    messages_enqueue(message_ids, channel=channel)
+
+
+def _send_chunk(instance, channel_id: str, items: list, deadline: float):
+    """(message, result) for each message, as the channel answers; past `deadline`
+    (time.monotonic()) the channel is asked for no more and the rest come back as
+    _HANDED_BACK."""
+    import time
+
+    from rq.timeouts import BaseTimeoutException
+
     results = iter(instance.send_batch([outgoing for _, outgoing in items]))
-    for message, _ in items:
+    for position, (message, _) in enumerate(items):
+        if time.monotonic() > deadline:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+            for late, _ in items[position:]:
+                yield late, _HANDED_BACK
+            return
         try:
             result = next(results)
         except StopIteration:
             result = None
+        except BaseTimeoutException:
+            raise  # RQ stopping the job: the claims hold until their lease ends
         except Exception as error:  # a plug-in that raised: worth another try
             logger.exception("channel %s raised while sending message %s", channel_id, message.pk)
             result = SendResult.temporary(f"{type(error).__name__}: {error}")
@@ -511,6 +553,25 @@ def _finish(
         message, status, now=now, reason=reason, error=error, shadow=shadow, code=code
     ):
         return
+    try:
+        _finish_through_service(
+            message, status, now=now, reason=reason, error=error, shadow=shadow, code=code
+        )
+    except StatusChangeRefused:
+        # Someone moved the message on meanwhile (a discard, a receipt): theirs stands.
+        logger.warning("message %s moved on before its send outcome (%s)", message.pk, status)
+
+
+def _finish_through_service(
+    message: Message,
+    status: str,
+    *,
+    now: datetime,
+    reason: str,
+    error: str,
+    shadow: bool,
+    code: str,
+) -> None:
     with transaction.atomic():
         Message.objects.filter(pk=message.pk).update(
             attempts=message.attempts,

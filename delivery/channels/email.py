@@ -12,6 +12,7 @@ from email.utils import formataddr, parseaddr
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from pydantic import Field
+from rq.timeouts import BaseTimeoutException
 
 from delivery.channels.base import Channel, ChannelConfig, Outgoing, SendResult
 
@@ -96,6 +97,8 @@ class EmailChannel(Channel):
                     connection.close()
                 yield SendResult.temporary(f"SMTPServerDisconnected: {error}")
                 continue
+            except BaseTimeoutException:
+                raise  # RQ stopping the job: not this message's outcome
             except Exception as error:
                 if not isinstance(error, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError):
                     # The server or our login is the problem (connection refused, auth,

@@ -12,6 +12,7 @@ import django_rq
 import pytest
 import time_machine
 from django.test import Client
+from django.utils import timezone
 from rq import SimpleWorker
 
 from content import services as content_services
@@ -323,3 +324,45 @@ def test_utm_parameters_join_a_links_own_and_never_replace_them():
     )
     assert with_utm("https://elsewhere.example/p", **options) == "https://elsewhere.example/p"
     assert with_utm("https://notacme.example/p", **options) == "https://notacme.example/p"
+
+
+def test_a_job_past_its_send_budget_hands_the_rest_back_and_nothing_goes_twice(
+    workspace, weekly, smtp, monkeypatch
+):
+    import django_rq
+
+    from delivery import services as delivery_services
+
+    people = [
+        Profile.objects.create(workspace=workspace, user_id=f"u{n}", email=f"u{n}@example.com")
+        for n in range(3)
+    ]
+    template_version = weekly.live_version.definition["nodes"][1]["action"]["template_id"]
+    from content.models import Template
+
+    version = Template.objects.get(pk=template_version).current_version
+    messages = [
+        Message.objects.create(
+            workspace=workspace,
+            profile=person,
+            channel="email",
+            template_version=version,
+            idempotency_key=f"budget:{person.pk}",
+        )
+        for person in people
+    ]
+    ids = [message.pk for message in messages]
+    monkeypatch.setattr(delivery_services, "SEND_BUDGET", timedelta(0))
+    assert delivery_services.messages_send(message_ids=ids) == {"handed_back": 3}
+    assert smtp.received == []
+    for message in Message.objects.filter(pk__in=ids):
+        assert (message.status, message.attempts) == ("queued", 0)
+        assert message.next_attempt_at is not None
+        assert message.next_attempt_at <= timezone.now()
+    queued = django_rq.get_queue("delivery-email").get_jobs()
+    assert [job.args for job in queued] == [(ids,)]
+
+    monkeypatch.setattr(delivery_services, "SEND_BUDGET", timedelta(minutes=5))
+    _work()
+    assert sorted(m["To"] for m in smtp.received) == [p.email for p in people]
+    assert set(Message.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"sent"}
