@@ -86,6 +86,53 @@ def journey_create(
     return journey
 
 
+COPY_SUFFIX = " (copy)"
+
+
+def _copy_name(*, workspace: Workspace, name: str) -> str:
+    """`name (copy)`, or `name (copy 2)`, `name (copy 3)`... the first one no journey of
+    the workspace has; the name is shortened so the suffix fits."""
+    taken = set(Journey.objects.filter(workspace=workspace).values_list("name", flat=True))
+    number = 1
+    while True:
+        suffix = COPY_SUFFIX if number == 1 else f" (copy {number})"
+        candidate = name[: MAX_NAME_LENGTH - len(suffix)].rstrip() + suffix
+        if candidate not in taken:
+            return candidate
+        number += 1
+
+
+def journey_duplicate(
+    *, journey: Journey, context: AuditContext, name: str | None = None
+) -> Journey:
+    """A new draft journey with a copy of the journey's draft definition and layout (not
+    of its versions, enrollments or status). Named `name`, or by default the journey's
+    name with " (copy)" (numbered when that is taken)."""
+    import copy
+
+    workspace = journey.workspace
+    draft = JourneyDraft.objects.get(journey=journey)
+    if name is None:
+        name = _copy_name(workspace=workspace, name=journey.name)
+    with transaction.atomic():
+        duplicate = journey_create(
+            workspace=workspace,
+            name=name,
+            context=context,
+            description=journey.description,
+            definition=copy.deepcopy(draft.definition),
+            layout=copy.deepcopy(draft.layout),
+        )
+        audit_record(
+            context=context,
+            action="journey.duplicate",
+            workspace=workspace,
+            target=duplicate,
+            changes={"source": journey.pk, "source_name": journey.name},
+        )
+    return duplicate
+
+
 def journey_draft_save(
     *,
     journey: Journey,
