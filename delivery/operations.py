@@ -75,6 +75,8 @@ def messages_retry(
             requeued_at=None,
             reason="",
             failed_at=None,
+            # A new try takes a new place under the caps, as of now.
+            cap_counted_at=None,
             updated_at=now,
         )
         for row in rows:

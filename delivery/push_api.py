@@ -53,6 +53,10 @@ def push_engagement(request: HttpRequest, action: str) -> HttpResponse:
         )
         if status is None:
             raise Refused(404, "not_found", "This workspace sent no push with that id.")
+        if status not in ("sent", "delivered", "opened", "clicked"):
+            raise Refused(
+                409, "not_sent", f"That push was not sent ({status}): it cannot be {action}."
+            )
         try:
             message_status_record(message_id=message_id, status=action)
         except StatusChangeRefused:

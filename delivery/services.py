@@ -433,7 +433,7 @@ def _prepare(message: Message, *, instances: dict, options: dict):
             "id": message.pk,
             "unsubscribe_url": unsubscribe,
             "preferences_url": preferences_url(message.profile_id),
-            "confirm_url": confirm_url(message.pk)
+            "confirm_url": confirm_url(message.pk, address=message.profile.email)
             if message.purpose == "opt_in_confirmation"
             else "",
         },
@@ -753,16 +753,39 @@ OPT_IN_TEMPLATE_CONTENT = {
 }
 
 
-def consent_request(*, profile, channel: str, source: str, topic: str = "") -> str:
+class ConsentRefused(ValueError):
+    """A request for messages that must not be granted; the text says why."""
+
+
+def consent_request(
+    *, profile, channel: str, source: str, topic: str = "", address_changed: bool = False
+) -> str:
     """A person asked to get messages on a channel (a signup form, the app's
     settings). Where the workspace wants double opt-in for email, their answer is
     pending and a confirmation email goes out (at most one in
     CONFIRMATION_RESEND_AFTER); elsewhere they are subscribed now. Returns the answer:
     "subscribed" or "pending"."""
-    from delivery.models import Consent
+    from delivery.models import Consent, Suppression
+    from delivery.policies import normalised_address, profile_address
     from delivery.selectors import delivery_settings
     from segments.models import Profile
 
+    address = normalised_address(
+        channel=channel, address=profile_address(profile=profile, channel=channel)
+    )
+    if (
+        address
+        and Suppression.objects.filter(
+            workspace_id=profile.workspace_id,
+            channel=channel,
+            address=address,
+            reason=Suppression.Reason.KEYWORD,
+        ).exists()
+    ):
+        # Their own STOP stands until they text START: no form or app undoes it.
+        raise ConsentRefused(
+            f"This number texted STOP; it gets {channel} messages again only by texting START."
+        )
     options = delivery_settings(workspace=profile.workspace)
     if not (channel == "email" and options.email_double_opt_in) or topic:
         consent_set(
@@ -772,16 +795,20 @@ def consent_request(*, profile, channel: str, source: str, topic: str = "") -> s
     with transaction.atomic():
         Profile.objects.select_for_update().filter(pk=profile.pk).first()
         current = Consent.objects.filter(profile=profile, channel=channel, topic="").first()
-        if current is not None and current.status == Consent.Status.SUBSCRIBED:
+        confirmed = current is not None and current.status == Consent.Status.SUBSCRIBED
+        if confirmed and not address_changed:
             return "subscribed"
+        # A new address is confirmed anew: the yes was given for the old one.
         consent_set(profile=profile, channel=channel, status="pending", source=source)
         now = timezone.now()
+        # Counted by address across the workspace, so a form sent again and again with
+        # someone's address (under new anonymous ids) cannot flood them.
         recent = Message.objects.filter(
             workspace_id=profile.workspace_id,
-            profile=profile,
             channel=channel,
             purpose="opt_in_confirmation",
             created_at__gt=now - CONFIRMATION_RESEND_AFTER,
+            profile__email__iexact=profile.email,
         ).exists()
         if recent:
             return "pending"
@@ -795,6 +822,8 @@ def consent_request(*, profile, channel: str, source: str, topic: str = "") -> s
             purpose="opt_in_confirmation",
             transactional=True,
             created_at=now,
+            # Due now: the scheduler sends it even if the job queued below is lost.
+            next_attempt_at=now,
         )
         transaction.on_commit(lambda: messages_enqueue([message.pk], channel=channel))
     return "pending"
@@ -812,8 +841,10 @@ def _opt_in_template(options):
     if template is not None and template.current_version is not None:
         return template
     workspace = options.workspace
-    template = Template.objects.filter(workspace=workspace, name=OPT_IN_TEMPLATE_NAME).first()
-    if template is None:
+    template = Template.objects.filter(
+        workspace=workspace, name=OPT_IN_TEMPLATE_NAME, channel="email", archived_at__isnull=True
+    ).first()
+    if template is None or template.current_version is None:
         template = content_services.template_create(
             workspace=workspace,
             name=OPT_IN_TEMPLATE_NAME,
@@ -832,30 +863,40 @@ class ConfirmationRefused(ValueError):
     """A confirmation link that cannot subscribe anyone; the text says why."""
 
 
-def opt_in_confirm(*, message: Message) -> None:
+def opt_in_confirm(*, message: Message, address_digest: str) -> None:
     """The person clicked "confirm" in their confirmation email: they are subscribed
     (source double_opt_in, recorded against that email), unless they unsubscribed
-    since."""
+    since, or the profile's address is no longer the one the link was sent to
+    (`address_digest`, from the link: delivery.tokens.address_digest)."""
     from delivery.models import Consent
+    from delivery.tokens import address_digest as digest_of
+    from segments.models import Profile
 
     if message.purpose != "opt_in_confirmation":
         raise ConfirmationRefused("This link does not confirm a subscription.")
-    current = Consent.objects.filter(
-        profile_id=message.profile_id, channel=message.channel, topic=""
-    ).first()
-    if current is not None and current.status == Consent.Status.SUBSCRIBED:
-        return
-    if current is None or current.status != Consent.Status.PENDING:
-        raise ConfirmationRefused(
-            "You unsubscribed after asking; subscribe again to get a new confirmation email."
+    with transaction.atomic():
+        profile = Profile.objects.select_for_update().get(pk=message.profile_id)
+        if digest_of(profile.email) != address_digest:
+            raise ConfirmationRefused(
+                "This link was sent to an address this subscription no longer uses; "
+                "sign up again to get a new one."
+            )
+        current = Consent.objects.filter(
+            profile_id=message.profile_id, channel=message.channel, topic=""
+        ).first()
+        if current is not None and current.status == Consent.Status.SUBSCRIBED:
+            return
+        if current is None or current.status != Consent.Status.PENDING:
+            raise ConfirmationRefused(
+                "You unsubscribed after asking; subscribe again to get a new confirmation email."
+            )
+        consent_set(
+            profile=profile,
+            channel=message.channel,
+            status=Consent.Status.SUBSCRIBED,
+            source="double_opt_in",
+            message=message,
         )
-    consent_set(
-        profile=message.profile,
-        channel=message.channel,
-        status=Consent.Status.SUBSCRIBED,
-        source="double_opt_in",
-        message=message,
-    )
 
 
 # --------------------------------------------------------------------------- engagement
@@ -1101,7 +1142,9 @@ def inbound_message_record(*, workspace, channel: str, inbound, help_text: str =
     status = Consent.Status.UNSUBSCRIBED if word in STOP_WORDS else Consent.Status.SUBSCRIBED
     for profile in profiles:
         consent_set(profile=profile, channel=channel, status=status, source="sms_keyword")
-    if word in STOP_WORDS and not profiles:
+    if word in STOP_WORDS:
+        # The number itself, whoever has it now or later: a profile made afterwards
+        # with this number (an import, a new signup) is not texted either.
         suppression_add(
             workspace=workspace,
             channel=channel,

@@ -100,16 +100,23 @@ def subscriptions(request: HttpRequest) -> HttpResponse:
                     source="api",
                 )
             return respond(200, {"success": True, "status": "unsubscribed"}, methods=METHODS)
-        if channel == "email" and not string_field(document, "email", code=CODE):
-            probe = _profile(workspace, document, create=False)
-            if probe is None or unreachable_reason(profile=probe, channel="email"):
-                raise Refused(
-                    400, CODE, "`email` is required: this person has no email address yet."
-                )
+        given_email = string_field(document, "email", code=CODE)
+        probe = _profile(workspace, document, create=False)
+        no_address = probe is None or unreachable_reason(profile=probe, channel="email")
+        if channel == "email" and not given_email and no_address:
+            raise Refused(400, CODE, "`email` is required: this person has no email address yet.")
+        before = (probe.email or "").strip().lower() if probe is not None else ""
         profile = _profile(workspace, document, create=True)
-        status = services.consent_request(
-            profile=profile, channel=channel, topic=topic, source="api"
-        )
+        try:
+            status = services.consent_request(
+                profile=profile,
+                channel=channel,
+                topic=topic,
+                source="api",
+                address_changed=bool(before) and (profile.email or "").strip().lower() != before,
+            )
+        except services.ConsentRefused as refusal:
+            raise Refused(409, "opted_out", str(refusal)) from None
     except Refused as refusal:
         return refused(refusal, methods=METHODS)
     return respond(200, {"success": True, "status": status}, methods=METHODS)

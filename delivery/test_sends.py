@@ -50,6 +50,19 @@ def channel_test_send(*, workspace, channel: str, fields: dict, to: str) -> str:
                 f"{to!r} is not a phone number in international form, e.g. +15555550123.",
                 field="to",
             )
+        from delivery.models import Suppression
+
+        suppressed = (
+            Suppression.objects.filter(workspace=workspace, channel=channel, address=address)
+            .values_list("reason", flat=True)
+            .first()
+        )
+        if suppressed:
+            raise TestSendRefused(
+                f"{address} is on the {channel} suppression list ({suppressed}): nothing is "
+                "sent to it, tests included.",
+                field="to",
+            )
     try:
         instance = channel_instance(workspace_id=workspace.pk, channel=channel)
     except ChannelUnavailable as error:

@@ -60,21 +60,37 @@ CONFIRM_MAX_AGE_SECONDS = 7 * 24 * 3600
 _CONFIRM = signing.TimestampSigner(salt="delivery.opt_in_confirm", algorithm="sha256")
 
 
-def confirm_token(message_id: int) -> str:
-    return _CONFIRM.sign(signing.b62_encode(message_id))
+def address_digest(address: str) -> str:
+    """A short keyed digest of an address, so a link can say which address it was sent
+    to without showing it."""
+    import hashlib
+    import hmac
+
+    key = f"{settings.SECRET_KEY}:delivery.address".encode()
+    return hmac.new(key, address.strip().lower().encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def confirm_message_id(token: str) -> tuple[int | None, bool]:
-    """(the confirmation message a token names, whether it has expired); (None, False)
-    for a token that is not ours."""
+def confirm_token(message_id: int, *, address: str) -> str:
+    return _CONFIRM.sign(f"{signing.b62_encode(message_id)}.{address_digest(address)}")
+
+
+def confirm_parts(token: str) -> tuple[int | None, str, bool]:
+    """(the confirmation message a token names, the digest of the address it was sent
+    to, whether it has expired); (None, "", False) for a token that is not ours."""
+    expired = False
     try:
-        return signing.b62_decode(_CONFIRM.unsign(token, max_age=CONFIRM_MAX_AGE_SECONDS)), False
+        value = _CONFIRM.unsign(token, max_age=CONFIRM_MAX_AGE_SECONDS)
     except signing.SignatureExpired:
-        return signing.b62_decode(_CONFIRM.unsign(token)), True
-    except (signing.BadSignature, ValueError):
-        return None, False
+        value, expired = _CONFIRM.unsign(token), True
+    except signing.BadSignature:
+        return None, "", False
+    encoded, _, digest = value.partition(".")
+    try:
+        return signing.b62_decode(encoded), digest, expired
+    except ValueError:
+        return None, "", False
 
 
-def confirm_url(message_id: int) -> str:
-    path = reverse("opt_in_confirm", kwargs={"token": confirm_token(message_id)})
+def confirm_url(message_id: int, *, address: str) -> str:
+    path = reverse("opt_in_confirm", kwargs={"token": confirm_token(message_id, address=address)})
     return f"{settings.PUBLIC_URL.rstrip('/')}{path}"

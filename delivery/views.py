@@ -234,9 +234,9 @@ def opt_in_confirm(request: HttpRequest, token: str) -> HttpResponse:
     them. A link older than a week, or one for someone who unsubscribed since, says so
     and changes nothing."""
     from delivery import services
-    from delivery.tokens import confirm_message_id, preferences_url
+    from delivery.tokens import confirm_parts, preferences_url
 
-    message_id, expired = confirm_message_id(token)
+    message_id, digest, expired = confirm_parts(token)
     message = (
         Message.objects.select_related("profile", "workspace")
         .filter(pk=message_id, purpose="opt_in_confirmation")
@@ -259,7 +259,7 @@ def opt_in_confirm(request: HttpRequest, token: str) -> HttpResponse:
         status = 410
     elif request.method == "POST":
         try:
-            services.opt_in_confirm(message=message)
+            services.opt_in_confirm(message=message, address_digest=digest)
             context["confirmed"] = True
         except services.ConfirmationRefused as refusal:
             context["problem"] = str(refusal)

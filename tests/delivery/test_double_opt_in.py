@@ -314,3 +314,54 @@ def test_owners_turn_it_on_in_the_delivery_tab_with_their_own_template(workspace
     assert refused.status_code == 400
     row.refresh_from_db()
     assert row.opt_in_template_id == mine.pk
+
+
+def test_one_address_gets_one_confirmation_whatever_profiles_ask_for_it(
+    workspace, double_opt_in, key, smtp
+):
+    for n in range(4):
+        assert (
+            _subscribe(key, {"anonymousId": f"visitor-{n}", "email": "ada@example.com"})[0] == 200
+        )
+    _work()
+    assert len(smtp.to("ada@example.com")) == 1
+
+
+def test_a_new_address_is_confirmed_anew_and_old_links_do_not_confirm_it(
+    workspace, double_opt_in, key, smtp, settings
+):
+    with time_machine.travel(T0, tick=False):
+        _subscribe(key, {"userId": "ada", "email": "ada@example.com"})
+        _work()
+        first_link = _confirm_path(smtp.received[0], settings)
+        assert Client().post(first_link).status_code == 200
+    ada = Profile.objects.get(user_id="ada")
+    assert Consent.objects.get(profile=ada).status == "subscribed"
+    with time_machine.travel(T0 + timedelta(hours=1), tick=False):
+        # Someone with the write key points Ada's profile at another address.
+        assert _subscribe(key, {"userId": "ada", "email": "mallory@example.com"}) == (
+            200,
+            {"success": True, "status": "pending"},
+        )
+        _work()
+        assert Consent.objects.get(profile=ada).status == "pending"
+        assert len(smtp.to("mallory@example.com")) == 1
+        # Ada's old link names her old address: it cannot confirm the new one.
+        refused = Client().post(first_link)
+        assert refused.status_code == 409
+        assert "no longer uses" in refused.content.decode()
+    assert Consent.objects.get(profile=ada).status == "pending"
+
+
+def test_a_lost_confirmation_job_is_sent_by_the_scheduler(workspace, double_opt_in, key, smtp):
+    import django_rq
+
+    from delivery.services import scheduler_duty as delivery_duty
+
+    with time_machine.travel(T0, tick=False):
+        _subscribe(key, {"userId": "ada", "email": "ada@example.com"})
+    django_rq.get_connection("default").flushdb()  # the queued job is lost with Redis
+    with time_machine.travel(T0 + timedelta(seconds=30), tick=False):
+        delivery_duty()
+        _work()
+    assert len(smtp.to("ada@example.com")) == 1

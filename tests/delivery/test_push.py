@@ -311,6 +311,11 @@ def test_the_app_reports_opens_and_taps_with_the_payloads_id(
     assert kinds == ["clicked", "opened", "sent"]
     assert _report(key, "dismissed", {"messageId": token})[0] == 404
 
+    # A push still queued (a retry pending) cannot be opened either.
+    Message.objects.filter(pk=message.pk).update(status="queued")
+    status, document = _report(key, "clicked", {"messageId": token})
+    assert (status, document["code"]) == (409, "not_sent")
+    assert Message.objects.get(pk=message.pk).status == "queued"
     # A push that never went out cannot be opened.
     bob = _person(workspace, "bob", [])
     with time_machine.travel(T0, tick=False):

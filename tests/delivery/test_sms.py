@@ -371,6 +371,18 @@ def test_stop_start_and_help_texted_in(workspace, twilio_api, sms_settings, sms_
     assert messages_send(message_ids=[blocked.pk]) == {"suppressed": 1}
     assert Message.objects.get(pk=blocked.pk).reason == "unsubscribed"
     assert twilio_api.received == []
+    # The STOP binds the number: a profile made later with it is not texted, and no
+    # form or app can subscribe it again; only START does.
+    assert list(Suppression.objects.values_list("address", "reason")) == [(ADA, "keyword")]
+    twin = _person(workspace, "ada-2", ADA)
+    later = _message(sms_template, twin, "m:twin")
+    assert messages_send(message_ids=[later.pk]) == {"suppressed": 1}
+    assert Message.objects.get(pk=later.pk).reason == "suppressed_keyword"
+    from delivery.services import ConsentRefused, consent_request
+
+    with pytest.raises(ConsentRefused, match="texted STOP"):
+        consent_request(profile=ada, channel="sms", source="api")
+    assert Consent.objects.get(profile=ada, channel="sms").status == "unsubscribed"
 
     # Not the keyword alone: nothing changes.
     assert _text(twilio_api, sms_settings, "STOP please").content == EMPTY_TWIML
@@ -379,6 +391,7 @@ def test_stop_start_and_help_texted_in(workspace, twilio_api, sms_settings, sms_
 
     assert _text(twilio_api, sms_settings, "Start").content == EMPTY_TWIML
     assert Consent.objects.get(profile=ada, channel="sms").status == "subscribed"
+    assert not Suppression.objects.exists()
     allowed = _message(sms_template, ada, "m:2")
     assert messages_send(message_ids=[allowed.pk]) == {"sent": 1}
     assert [r.form["To"] for r in twilio_api.received] == [ADA]

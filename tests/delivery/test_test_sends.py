@@ -51,8 +51,17 @@ def test_an_sms_test_goes_once_to_the_number_through_the_workspaces_twilio(
     audit = AuditLog.objects.get(workspace=workspace, action="template.test_send")
     assert audit.changes["channel"] == "sms" and ADA not in json.dumps(audit.changes)
 
-    # A number that is not one is refused before anything is sent.
+    # A number that is not one is refused before anything is sent, and so is one
+    # that texted STOP: tests obey the suppression list too.
     assert _test_send(client, workspace, template, "call me")[0] == 400
+    from delivery.models import Suppression
+
+    Suppression.objects.create(
+        workspace=workspace, channel="sms", address="+14155550177", reason="keyword"
+    )
+    status, page = _test_send(client, workspace, template, "+14155550177")
+    assert status == 400 and "suppression list (keyword)" in page
+    assert len(twilio_api.received) == 1
     # Twilio's refusal is shown as it was given, and not retried.
     twilio_api.answers.append(503)
     status, page = _test_send(client, workspace, template, ADA)
