@@ -320,8 +320,8 @@ def _context(request: HttpRequest, *, journey, node: dict, others: list[dict]) -
                         "index": index,
                         "key": key,
                         "options": template_options(channel, template_id),
-                        "errors": shown_errors.get(f"action_variant_templates_{index}_key", [])
-                        + shown_errors.get(f"action_variant_templates_{index}_template_id", []),
+                        "errors": shown_errors.get(f"action_variant_templates_{key}_key", [])
+                        + shown_errors.get(f"action_variant_templates_{key}", []),
                     }
                     for index, (key, template_id) in enumerate(
                         variant_templates.items() if isinstance(variant_templates, dict) else []

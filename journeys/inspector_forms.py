@@ -769,13 +769,13 @@ def _check_action(node: dict, errors: list, refs: References) -> None:
             if not re.fullmatch(r"[a-z0-9_]{1,32}", key):
                 errors.append(
                     (
-                        f"action.variant_templates.{index}.key",
+                        f"action.variant_templates.{key}.key",
                         f"Variant {index + 1}: the key of a split's variant (a, b, …)",
                     )
                 )
             _check_template(
                 errors,
-                f"action.variant_templates.{index}.template_id",
+                f"action.variant_templates.{key}",
                 template_id,
                 channel,
                 refs,
