@@ -70,7 +70,8 @@ def _read_node(raw: str | None) -> dict[str, Any]:
 def _read_others(raw: str | None, *, journey, node_id: str) -> list[dict[str, str]]:
     """The other nodes as the canvas sent them, else those of the saved draft."""
     if raw is None or raw == "":
-        definition = journey.draft.definition if journey.draft else {}
+        draft = getattr(journey, "draft", None)  # a missing one-to-one raises AttributeError
+        definition = draft.definition if draft is not None else {}
         items = [
             {"id": node.get("id"), "type": node.get("type"), "summary": editor.node_summary(node)}
             for node in (definition or {}).get("nodes", [])
