@@ -22,8 +22,8 @@ from engagement_site.workspaces.models import Workspace
 TemplateIds = Mapping[tuple[str, str], int]
 JourneyTemplate = tuple[str, str, dict[str, Any], dict[str, Any]]
 
-COLUMN_WIDTH = 260  # px between columns, left to right
-BRANCH_HEIGHT = 140  # px between the branches of a condition
+COLUMN_WIDTH = 344  # px between columns, left to right (the builder's nodes are 248 wide)
+BRANCH_HEIGHT = 150  # px between the branches of a condition
 ORIGIN_X = 80
 ORIGIN_Y = 220  # room above for a "yes" branch
 

@@ -69,13 +69,21 @@ CHANNEL_TITLES = {
 
 
 def palette() -> list[dict[str, Any]]:
-    """The palette as the page's JSON: groups of {key, title, icon, node}."""
+    """The palette as the page's JSON: groups of {key, title, icon, node, summary,
+    ports} (a new node's JSON, its summary and ports before the inspector sets it up)."""
     return [
         {
             "key": group,
             "title": title,
             "items": [
-                {"key": key, "title": item_title, "icon": icon, "node": node}
+                {
+                    "key": key,
+                    "title": item_title,
+                    "icon": icon,
+                    "node": node,
+                    "summary": node_summary(node),
+                    "ports": ports(node),
+                }
                 for key, (item_group, item_title, icon, node) in PALETTE.items()
                 if item_group == group
             ],
@@ -161,7 +169,7 @@ def node_summary(node: dict, *, names: dict[str, dict[int, str]] | None = None) 
         if sub == "until_time":
             return f"Wait until {str(wait.get('at', ''))[:5]}"
         if sub == "until_date":
-            return f"Wait until {wait.get('at', '…')}"
+            return f"Wait until {str(wait.get('at') or '…')[:16].replace('T', ' ')}"
         timeout = wait.get("timeout_seconds")
         target = (
             wait.get("event")
@@ -173,7 +181,10 @@ def node_summary(node: dict, *, names: dict[str, dict[int, str]] | None = None) 
     if kind == "condition":
         condition = node.get("condition") or {}
         if condition.get("kind") == "engagement":
-            return f"Did they {condition.get('engagement', 'open')} {condition.get('node', '…')}?"
+            verb = {"delivered": "get", "opened": "open", "clicked": "click"}.get(
+                condition.get("engagement", "opened"), "open"
+            )
+            return f"Did they {verb} {condition.get('node') or '…'}?"
         if condition.get("kind") == "event":
             return "Trigger event matches"
         return "Profile matches a rule" if condition.get("rule") else "Set a rule"

@@ -362,8 +362,8 @@ def test_create_from_a_template_makes_its_graph_and_layout(workspace, owner, key
     assert [(e["source"], e["port"], e["target"]) for e in definition["edges"]] == edges
     assert sorted(layout["nodes"]) == sorted(node_ids)  # jsonb keeps no key order
     places = layout["nodes"].values()
-    assert {(place["x"] - catalog.ORIGIN_X) % 260 for place in places} == {0}
-    assert {(place["y"] - catalog.ORIGIN_Y) % 140 for place in places} == {0}
+    assert {(place["x"] - catalog.ORIGIN_X) % 344 for place in places} == {0}
+    assert {(place["y"] - catalog.ORIGIN_Y) % 150 for place in places} == {0}
     # Left to right: every edge goes to a column further right.
     assert all(layout["nodes"][s]["x"] < layout["nodes"][t]["x"] for s, _, t in edges)
     assert journey.description == catalog.CATALOG[key](None)[1]
@@ -393,9 +393,9 @@ def test_the_welcome_series_in_detail():
         "Order Completed",
         7 * 86400,
     )
-    assert layout["nodes"]["opened-welcome"] == {"x": 80 + 3 * 260, "y": 220}
-    assert layout["nodes"]["tips-email"] == {"x": 80 + 4 * 260, "y": 220 - 140}
-    assert layout["nodes"]["nudge-push"] == {"x": 80 + 4 * 260, "y": 220 + 140}
+    assert layout["nodes"]["opened-welcome"] == {"x": 80 + 3 * 344, "y": 220}
+    assert layout["nodes"]["tips-email"] == {"x": 80 + 4 * 344, "y": 220 - 150}
+    assert layout["nodes"]["nudge-push"] == {"x": 80 + 4 * 344, "y": 220 + 150}
 
 
 def test_the_abandoned_cart_falls_back_to_sms_and_converts_within_3_days():
