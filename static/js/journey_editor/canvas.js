@@ -255,7 +255,8 @@ export function applyNode(graph, cell, node, summary, ports, lookKey) {
   }
   cell.resize(NODE_WIDTH, heightFor(ports));
   const style = look(lookKey);
-  cell.setData({ node, summary, look: lookKey }, { overwrite: false });
+  // Replaced, not merged: a field the node no longer has must go.
+  cell.setData({ ...cell.getData(), node, summary, look: lookKey }, { overwrite: true });
   cell.attr({
     summary: { text: summary },
     title: { text: style.title },

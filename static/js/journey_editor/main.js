@@ -193,6 +193,7 @@ function others(except) {
 
 function inspect(cell) {
   inspected = cell;
+  delete document.getElementById("inspector").dataset.node;
   if (!cell) {
     document.getElementById("inspector").innerHTML = emptyInspector;
     return;
@@ -208,10 +209,14 @@ function inspect(cell) {
 
 const emptyInspector = document.getElementById("inspector").innerHTML;
 
-document.body.addEventListener("htmx:afterSwap", (event) => {
-  if (event.detail.target.id !== "inspector") return;
-  const element = document.getElementById("inspector-result");
-  if (!element) return;
+// The inspector's fragment swaps itself (outerHTML) on every change; each swap ends
+// with a fresh #inspector-result, read once.
+let lastResult = null;
+document.body.addEventListener("htmx:afterSettle", () => {
+  const element = document.querySelector("#inspector #inspector-result");
+  if (!element || element === lastResult) return;
+  lastResult = element;
+  const panel = document.getElementById("inspector");
   const result = JSON.parse(element.textContent);
   const cell = graph.getCellById(result.node.id);
   if (!cell) return;
@@ -223,6 +228,9 @@ document.body.addEventListener("htmx:afterSwap", (event) => {
     cell.attr("summary/text", result.summary, { ignoreHistory: true });
   }
   showProblems(cell, result.valid ? [] : result.errors);
+  // The panel is settled and live for this node (its controls are wired).
+  panel.dataset.node = cell.id;
+  panel.dataset.renders = String(Number(panel.dataset.renders || 0) + 1);
 });
 
 function lookOf(node) {
@@ -386,7 +394,10 @@ buttons["zoom-out"].addEventListener("click", () => zoomBy(-0.1));
 buttons.fit.addEventListener("click", () => graph.zoomToFit({ padding: 48, maxScale: 1 }));
 buttons.layout.addEventListener("click", () => {
   autoLayout(graph);
-  graph.zoomToFit({ padding: 48, maxScale: 1 });
+  // Readable first: a long journey is shown from its start, the rest a pan away.
+  graph.zoomToFit({ padding: 48, maxScale: 1, minScale: 0.6 });
+  const first = graph.getNodes().sort((a, b) => a.getPosition().x - b.getPosition().x)[0];
+  if (first && graph.zoom() <= 0.6) graph.positionCell(first, "left", { padding: { left: 48 } });
 });
 buttons.validate.addEventListener("click", () => validate());
 buttons.simulate.addEventListener("click", () => simulate());
