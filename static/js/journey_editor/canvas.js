@@ -162,10 +162,9 @@ export function createGraph({ container, minimap, readOnly }) {
     mousewheel: { enabled: true, modifiers: ["ctrl", "meta"], minScale: 0.25, maxScale: 2, factor: 1.1 },
     interacting: readOnly ? { nodeMovable: false, edgeMovable: false, magnetConnectable: false } : true,
     connecting: {
-      router: { name: "manhattan", args: { padding: 16, startDirections: ["right"], endDirections: ["left"] } },
-      connector: { name: "rounded", args: { radius: 10 } },
-      anchor: "center",
-      connectionPoint: "anchor",
+      router: { name: "normal" },
+      connector: { name: "smooth", args: { direction: "H" } },
+      connectionPoint: "boundary",
       allowBlank: false,
       allowLoop: false,
       allowNode: false,
@@ -175,7 +174,7 @@ export function createGraph({ container, minimap, readOnly }) {
       snap: { radius: 24 },
       createEdge() {
         return new Shape.Edge({
-          attrs: { line: { stroke: "#8a8a93", strokeWidth: 1.5, targetMarker: { name: "block", width: 8, height: 6 } } },
+          attrs: { line: { stroke: "#8a8a93", strokeWidth: 1.5, targetMarker: { name: "classic", size: 7 } } },
           zIndex: 0,
         });
       },

@@ -48,7 +48,7 @@ function load() {
       {
         source: { cell: edge.source, port: `out:${edge.port || "next"}` },
         target: { cell: edge.target, port: "in" },
-        attrs: { line: { stroke: "#8a8a93", strokeWidth: 1.5, targetMarker: { name: "block", width: 8, height: 6 } } },
+        attrs: { line: { stroke: "#8a8a93", strokeWidth: 1.5, targetMarker: { name: "classic", size: 7 } } },
         zIndex: 0,
       },
       { ignoreHistory: true },
@@ -301,7 +301,7 @@ function paste() {
     graph.addEdge({
       source: { cell: renamed.get(edge.source), port: edge.port },
       target: { cell: renamed.get(edge.target), port: "in" },
-      attrs: { line: { stroke: "#8a8a93", strokeWidth: 1.5, targetMarker: { name: "block", width: 8, height: 6 } } },
+      attrs: { line: { stroke: "#8a8a93", strokeWidth: 1.5, targetMarker: { name: "classic", size: 7 } } },
       zIndex: 0,
     });
   }
