@@ -453,7 +453,7 @@ def test_an_engagement_condition_offers_only_earlier_message_nodes(journey, owne
         "node": {"id": "c", "type": "condition", "condition": {"kind": "engagement", "node": "chain", "engagement": "clicked"}},
         "valid": True,
         "errors": [],
-        "summary": "Did they clicked chain?",
+        "summary": "Did they click chain?",
         "ports": ["yes", "no"],
     }  # fmt: skip
 
