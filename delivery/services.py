@@ -89,6 +89,10 @@ def message_status_record(
         message_event_record(
             message=message, kind=status, at=at, data=_event_data(reason=reason, code=code)
         )
+        if message.journey_id is not None:
+            from journeys.live import journey_touched
+
+            transaction.on_commit(lambda: journey_touched([message.journey_id]))
         if message.enrollment_id is not None:
             # After commit, in a transaction of its own: a send job must not collect
             # enrollment locks (the executor takes them in another order). A wake lost
@@ -647,6 +651,10 @@ def _finish_queued(
     if not moved:
         return False
     message.status = status
+    if message.journey_id is not None:
+        from journeys.live import journey_touched
+
+        journey_touched([message.journey_id])
     if message.enrollment_id is not None:
         journeys_for_message_outcome(message_id=message.pk, enrollment_id=message.enrollment_id)
     return True

@@ -1,3 +1,5 @@
-"""Websocket routes. Each app contributes its own (journeys: live metrics, issue #8)."""
+"""Websocket routes. Each app contributes its own (journeys: live node numbers)."""
 
-websocket_urlpatterns: list = []
+from journeys.routing import websocket_urlpatterns as journey_routes
+
+websocket_urlpatterns: list = [*journey_routes]

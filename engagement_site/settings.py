@@ -161,7 +161,14 @@ RQ = {"WORKER_CLASS": "rq.worker.SimpleWorker"}
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+        # redis-py 8 times socket reads out after 5 s by default, shorter than the
+        # channel layer's blocking receive: every idle websocket consumer would crash
+        # and reconnect every 5 s (channels_redis issue 422). Reads wait up to 30 s.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+            "capacity": 1000,
+            "expiry": 30,
+        },
     }
 }
 

@@ -164,6 +164,9 @@ def enroll(
         return enrollment
     if enqueue:
         transaction.on_commit(lambda: advance_enqueue([enrollment.pk]))
+    from journeys.live import journey_touched
+
+    transaction.on_commit(lambda: journey_touched([enrollment.journey_id]))
     return enrollment
 
 
@@ -227,7 +230,10 @@ def advance_batch(ids: list[int] | None = None, *, now: datetime | None = None) 
 
 
 def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
+    from journeys.live import journey_touched
+
     failures: list[tuple[int, Exception]] = []
+    touched: set[int] = set()
     with transaction.atomic():
         # Lock the group's rows in one query (in id order, so groups never deadlock).
         enrollments = (
@@ -237,6 +243,7 @@ def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
             .order_by("pk")
         )
         for enrollment in enrollments:
+            touched.add(enrollment.journey_id)
             try:
                 with transaction.atomic():
                     _advance_one(enrollment, now)
@@ -245,6 +252,7 @@ def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
                 failures.append((enrollment.pk, error))
     for enrollment_id, error in failures:
         _record_failure(enrollment_id, error, now)
+    journey_touched(touched)
 
 
 # --------------------------------------------------------------------------- advancing

@@ -305,3 +305,97 @@ def _until(condition, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("the builder did not get there in time")
         time.sleep(0.1)
+
+
+def _live_journey(workspace):
+    from tests.journeys.test_executor import _run_journey
+
+    return _run_journey(
+        workspace, "Cart watch",
+        [
+            {"id": "cart", "type": "trigger", "trigger": {"kind": "event", "event": "Cart Abandoned"}},
+            {"id": "hold", "type": "wait", "wait": {"kind": "duration", "seconds": 86400}},
+            {"id": "done", "type": "exit"},
+        ],
+        [{"source": "cart", "target": "hold"}, {"source": "hold", "target": "done"}],
+    )  # fmt: skip
+
+
+def _process_events() -> None:
+    """The ingestion and journey jobs, on a real RQ worker process on the test database
+    (as `make run` runs them), until the queues are empty."""
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    environment = {
+        **os.environ,
+        "DATABASE_URL": e2e_fixtures.database_url_of(connection.settings_dict),
+    }
+    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    subprocess.run(
+        [sys.executable, "manage.py", "rqworker", "ingest", "journeys", "default", "--burst"],
+        cwd=e2e_fixtures.ROOT, env=environment, check=True, timeout=120,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _metrics_text(page, node_id: str) -> str:
+    return page.evaluate(
+        f"() => window.journeyEditor.graph.getCellById('{node_id}').attr('metrics/text') || ''"
+    )
+
+
+def test_live_node_numbers_follow_events_without_a_reload(page, workspace, owner, app_server):
+    import httpx
+
+    from engagement_site.workspaces.services import api_key_create
+
+    journey = _live_journey(workspace)
+    key = api_key_create(workspace=workspace, kind="write", name="app", context=SETUP)[1]
+    _login(page, owner.username)
+    _editor(page, workspace, journey)
+    totals = page.get_by_test_id("live-totals")
+    expect(totals).to_contain_text("0 entered")
+    assert _metrics_text(page, "hold") == ""
+
+    batch = {
+        "batch": [
+            {"type": "track", "event": "Cart Abandoned", "userId": f"shopper-{n}",
+             "messageId": f"live-{n}", "properties": {"total": 10 * n}}
+            for n in range(3)
+        ]
+    }  # fmt: skip
+    response = httpx.post(f"{app_server}/v1/batch", json=batch, auth=(key, ""), timeout=10)
+    assert response.status_code == 200
+    _process_events()
+    # The open page changes by itself: no reload.
+    _until(lambda: _metrics_text(page, "hold") == "3 entered · 3 waiting")
+    assert _metrics_text(page, "cart") == "3 entered"
+    expect(totals).to_contain_text("3 in the journey · 3 entered")
+    page.screenshot(path=str(e2e_fixtures.ARTIFACTS / "builder-live.png"))
+
+
+def test_the_live_socket_refuses_another_workspaces_member(
+    browser, app_server, workspace, other_workspace, outsider, owner
+):
+    journey = _live_journey(workspace)
+    script = """(url) => new Promise((resolve) => {
+        const socket = new WebSocket(url);
+        let frames = 0;
+        socket.onmessage = () => { frames += 1; };
+        socket.onclose = (event) => resolve({closed: true, frames});
+        setTimeout(() => resolve({closed: false, frames}), 5000);
+    })"""
+    url = app_server.replace("http://", "ws://") + f"/ws/journeys/{journey.pk}/"
+    seen = {}
+    for user in (outsider, owner):
+        context = browser.new_context(base_url=app_server)
+        visitor = context.new_page()
+        _login(visitor, user.username)
+        seen[user.username] = visitor.evaluate(script, url)
+        context.close()
+    assert seen[outsider.username] == {"closed": True, "frames": 0}
+    assert seen[owner.username]["closed"] is False and seen[owner.username]["frames"] >= 1

@@ -516,6 +516,58 @@ function clearSimulation() {
   for (const edge of graph.getEdges()) edge.setLabels([], { ignoreHistory: true });
 }
 
+// --------------------------------------------------------------------------- live numbers
+
+const LIVE_PARTS = [
+  ["entered", "entered"],
+  ["waiting", "waiting"],
+  ["sent", "sent"],
+  ["delivered", "delivered"],
+  ["opened", "opened"],
+  ["clicked", "clicked"],
+  ["converted", "converted"],
+  ["failed", "failed"],
+];
+
+function liveText(counts) {
+  const parts = LIVE_PARTS.filter(([key]) => counts[key]).map(([key, label]) => `${counts[key].toLocaleString()} ${label}`);
+  return parts.join(" · ");
+}
+
+function showLive(frame) {
+  if (simulated) return;
+  for (const cell of graph.getNodes()) {
+    const counts = frame.nodes[cell.id];
+    cell.attr("metrics/text", counts ? liveText(counts) : "", { ignoreHistory: true });
+  }
+  const totals = frame.totals;
+  const badge = root.querySelector("[data-testid=live-totals]");
+  badge.hidden = false;
+  badge.dataset.state = "live";
+  badge.textContent = `Live: ${totals.active.toLocaleString()} in the journey · ${totals.entered.toLocaleString()} entered · ${totals.sent.toLocaleString()} sent · ${totals.converted.toLocaleString()} converted`;
+}
+
+// Reconnects with a growing pause after a drop; the server's first frame on every
+// connection carries the numbers as they are, so a reconnect catches up.
+function connectLive(delay = 1000) {
+  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${window.location.host}/ws/journeys/${data.journey.id}/`);
+  let opened = false;
+  socket.addEventListener("open", () => {
+    opened = true;
+  });
+  socket.addEventListener("message", (event) => {
+    const frame = JSON.parse(event.data);
+    if (frame.type === "metrics") showLive(frame);
+  });
+  socket.addEventListener("close", (event) => {
+    if (event.code === 4403) return; // not allowed: do not knock again
+    const badge = root.querySelector("[data-testid=live-totals]");
+    badge.dataset.state = "reconnecting";
+    setTimeout(() => connectLive(opened ? 1000 : Math.min(delay * 2, 15000)), opened ? 1000 : delay);
+  });
+}
+
 // --------------------------------------------------------------------------- start
 
 buildPalette();
@@ -536,4 +588,12 @@ window.addEventListener("beforeunload", (event) => {
     event.preventDefault();
   }
 });
+let liveStarted = false;
+function startLive() {
+  if (liveStarted) return;
+  liveStarted = true;
+  connectLive();
+}
+if (data.journey.liveVersion) startLive();
+document.addEventListener("journey:published", startLive);
 root.dataset.ready = "true";

@@ -108,6 +108,7 @@ export function openPublish({ api, data, definition }) {
       data.journey.liveVersion = version.number;
       data.journey.status = "live";
       data.live = structuredClone(definition);
+      document.dispatchEvent(new CustomEvent("journey:published", { detail: version }));
     } catch (problem) {
       const details = problem.body?.definition;
       error.textContent = Array.isArray(details)

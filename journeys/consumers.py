@@ -1,0 +1,93 @@
+"""`/ws/journeys/<id>/`: live node numbers for an open builder.
+
+The socket is the logged-in session's (Channels' AuthMiddlewareStack): it is refused
+(closed before the handshake completes) without a session, for a journey of a
+workspace the user is not a member of, or for a role without journeys.view. On
+connect it sends the numbers as they are, so a builder that reconnects after a drop
+catches up at once; then a frame at most every FRAME_INTERVAL while they change
+(journeys.live)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
+
+from journeys import live
+
+TRAILING = 0.3  # seconds: one more frame after a burst, for changes the pings skipped
+
+
+@database_sync_to_async
+def _journey_for(user, journey_id: int):
+    from engagement_site.workspaces.models import Membership
+    from engagement_site.workspaces.roles import role_has_permission
+    from journeys.models import Journey
+
+    if not user.is_authenticated:
+        return None
+    journey = Journey.objects.filter(pk=journey_id).select_related("workspace").first()
+    if journey is None:
+        return None
+    role = (
+        Membership.objects.filter(workspace=journey.workspace, user=user)
+        .values_list("role", flat=True)
+        .first()
+    )
+    if role is None or not role_has_permission(role, "journeys.view"):
+        return None
+    return journey
+
+
+@database_sync_to_async
+def _metrics(journey) -> dict:
+    return live.journey_metrics(journey=journey)
+
+
+class JourneyLiveConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        journey_id = int(self.scope["url_route"]["kwargs"]["journey_id"])
+        self.journey = await _journey_for(self.scope.get("user"), journey_id)
+        if self.journey is None:
+            await self.close(code=4403)
+            return
+        self.group = live.group_name(self.journey.pk)
+        self.dirty = False
+        self.flusher: asyncio.Task | None = None
+        self.last_frame = 0.0
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self._send_frame()
+
+    async def disconnect(self, code):
+        if getattr(self, "journey", None) is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            if self.flusher is not None:
+                self.flusher.cancel()
+
+    async def receive_json(self, content, **kwargs):
+        if content.get("type") == "refresh":  # the page asks after a long sleep
+            await self._send_frame()
+
+    async def journey_changed(self, event):
+        self.dirty = True
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush())
+
+    async def _flush(self):
+        loop = asyncio.get_running_loop()
+        while self.dirty:
+            wait = self.last_frame + live.FRAME_INTERVAL - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.dirty = False
+            await self._send_frame()
+        await asyncio.sleep(TRAILING)
+        await self._send_frame()
+
+    async def _send_frame(self):
+        self.last_frame = asyncio.get_running_loop().time()
+        metrics = await _metrics(self.journey)
+        await self.send_json({"type": "metrics", "at": timezone.now().isoformat(), **metrics})
