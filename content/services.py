@@ -441,13 +441,7 @@ def template_send_test(
     )
     message.attach_alternative(fields["html"], "text/html")
     message.send()
-    audit_record(
-        context=context,
-        action="template.test_send",
-        workspace=template.workspace,
-        target=template,
-        changes={"version": version.number, "locale": rendered.locale, "channel": template.channel},
-    )
+    _test_send_audit(template=template, version=version, locale=rendered.locale, context=context)
     return f"Sent version {version.number} ({rendered.locale}) to {to}."
 
 
@@ -468,11 +462,16 @@ def _send_test_through_channel(
         if refusal.unavailable:
             raise TestSendUnavailable(str(refusal)) from None
         raise TestSendFailed(str(refusal)) from None
+    _test_send_audit(template=template, version=version, locale=rendered.locale, context=context)
+    return f"Sent version {version.number} ({rendered.locale}): {text}"
+
+
+def _test_send_audit(*, template, version, locale: str, context: AuditContext) -> None:
+    """A test send happened: which version and locale, on which channel (never to whom)."""
     audit_record(
         context=context,
         action="template.test_send",
         workspace=template.workspace,
         target=template,
-        changes={"version": version.number, "locale": rendered.locale, "channel": template.channel},
+        changes={"version": version.number, "locale": locale, "channel": template.channel},
     )
-    return f"Sent version {version.number} ({rendered.locale}): {text}"

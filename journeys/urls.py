@@ -11,9 +11,7 @@ urlpatterns = [
         list_views.journey_duplicate,
         name="journey_duplicate",
     ),
-    path(
-        "journeys/<int:journey_id>/archive/", list_views.journey_archive, name="journey_archive"
-    ),
+    path("journeys/<int:journey_id>/archive/", list_views.journey_archive, name="journey_archive"),
     # The visual builder (journeys/editor_views.py).
     path("journeys/<int:journey_id>/", editor_views.journey_editor, name="journey_editor"),
     # The inspector side panel (journeys/inspector.py), rendered for the builder by htmx.
