@@ -118,9 +118,49 @@ def journey_metrics(*, journey) -> dict:
         counts.update(row)
         for key in totals:
             totals[key] += row[key]
+    series = _hourly(journey_id=journey.pk)
     people = Enrollment.objects.filter(journey_id=journey.pk).aggregate(
         entered=Count("id"),
         active=Count("id", filter=Q(state__in=(Enrollment.State.ACTIVE, Enrollment.State.WAITING))),
         converted=Count("id", filter=Q(exit_reason="converted")),
     )
-    return {"nodes": nodes, "totals": {**people, **totals}}
+    return {"nodes": nodes, "totals": {**people, **totals}, "series": series}
+
+
+SERIES_HOURS = 24
+
+
+def _hourly(*, journey_id: int) -> list[dict]:
+    """Sends and conversions per hour over the last SERIES_HOURS hours, oldest first,
+    every hour present (0 when nothing happened)."""
+    from datetime import timedelta
+
+    from django.db.models.functions import TruncHour
+    from django.utils import timezone
+
+    from delivery.models import Message
+    from journeys.models import Enrollment
+
+    end = timezone.now().replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(hours=SERIES_HOURS - 1)
+    sent = dict(
+        Message.objects.filter(journey_id=journey_id, sent_at__gte=start)
+        .annotate(hour=TruncHour("sent_at"))
+        .values("hour")
+        .annotate(count=Count("id"))
+        .values_list("hour", "count")
+    )
+    converted = dict(
+        Enrollment.objects.filter(
+            journey_id=journey_id, exit_reason="converted", exited_at__gte=start
+        )
+        .annotate(hour=TruncHour("exited_at"))
+        .values("hour")
+        .annotate(count=Count("id"))
+        .values_list("hour", "count")
+    )
+    hours = [start + timedelta(hours=n) for n in range(SERIES_HOURS)]
+    return [
+        {"hour": hour.isoformat(), "sent": sent.get(hour, 0), "converted": converted.get(hour, 0)}
+        for hour in hours
+    ]

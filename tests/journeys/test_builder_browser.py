@@ -375,6 +375,10 @@ def test_live_node_numbers_follow_events_without_a_reload(page, workspace, owner
     _until(lambda: _metrics_text(page, "hold") == "3 entered · 3 waiting")
     assert _metrics_text(page, "cart") == "3 entered"
     expect(totals).to_contain_text("3 in the journey · 3 entered")
+    panel = page.get_by_test_id("live-panel")
+    expect(panel.locator("[data-total=entered]")).to_have_text("3")
+    expect(panel.locator("[data-total=active]")).to_have_text("3")
+    expect(panel.locator("canvas")).to_be_visible()
     page.screenshot(path=str(e2e_fixtures.ARTIFACTS / "builder-live.png"))
 
 

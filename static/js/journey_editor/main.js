@@ -540,12 +540,66 @@ function showLive(frame) {
     const counts = frame.nodes[cell.id];
     cell.attr("metrics/text", counts ? liveText(counts) : "", { ignoreHistory: true });
   }
+  showPanel(frame);
   const totals = frame.totals;
   const badge = root.querySelector("[data-testid=live-totals]");
   badge.hidden = false;
   badge.dataset.state = "live";
   badge.textContent = `Live: ${totals.active.toLocaleString()} in the journey · ${totals.entered.toLocaleString()} entered · ${totals.sent.toLocaleString()} sent · ${totals.converted.toLocaleString()} converted`;
 }
+
+let chart = null;
+let panelClosed = false;
+
+function showPanel(frame) {
+  const panel = document.getElementById("je-livepanel");
+  if (panelClosed) return;
+  panel.hidden = false;
+  const list = panel.querySelector(".je-livetotals");
+  list.innerHTML = "";
+  for (const [key, label] of [["active", "In it now"], ["entered", "Entered"], ["sent", "Sent"], ["converted", "Converted"]]) {
+    const item = document.createElement("div");
+    const term = document.createElement("dt");
+    term.textContent = label;
+    const value = document.createElement("dd");
+    value.dataset.total = key;
+    value.textContent = (frame.totals[key] || 0).toLocaleString();
+    item.append(term, value);
+    list.append(item);
+  }
+  const labels = frame.series.map((point) => new Date(point.hour).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  const sent = frame.series.map((point) => point.sent);
+  const converted = frame.series.map((point) => point.converted);
+  if (!window.Chart) return;
+  if (!chart) {
+    chart = new window.Chart(document.getElementById("je-livechart"), {
+      type: "line",
+      data: {
+        labels,
+        datasets: [
+          { label: "Sent", data: sent, borderColor: "#5a52e0", backgroundColor: "rgba(90,82,224,0.12)", fill: true, tension: 0.3, pointRadius: 0 },
+          { label: "Converted", data: converted, borderColor: "#1e8a4f", backgroundColor: "rgba(30,138,79,0.10)", fill: true, tension: 0.3, pointRadius: 0 },
+        ],
+      },
+      options: {
+        animation: false,
+        maintainAspectRatio: false,
+        plugins: { legend: { position: "bottom", labels: { boxWidth: 10, font: { size: 11 } } } },
+        scales: { x: { ticks: { maxTicksLimit: 6, font: { size: 10 } } }, y: { beginAtZero: true, ticks: { precision: 0, font: { size: 10 } } } },
+      },
+    });
+  } else {
+    chart.data.labels = labels;
+    chart.data.datasets[0].data = sent;
+    chart.data.datasets[1].data = converted;
+    chart.update("none");
+  }
+}
+
+document.querySelector("[data-action=live-panel-close]").addEventListener("click", () => {
+  panelClosed = true;
+  document.getElementById("je-livepanel").hidden = true;
+});
 
 // Reconnects with a growing pause after a drop; the server's first frame on every
 // connection carries the numbers as they are, so a reconnect catches up.
