@@ -381,6 +381,17 @@ def test_live_node_numbers_follow_events_without_a_reload(page, workspace, owner
     expect(panel.locator("canvas")).to_be_visible()
     page.screenshot(path=str(e2e_fixtures.ARTIFACTS / "builder-live.png"))
 
+    # Simulate: the draft over the recently seen profiles, counts on nodes and edges.
+    page.get_by_test_id("simulate").click()
+    _until(lambda: _metrics_text(page, "cart") == "3 of 3 reach this (100%)")
+    assert _metrics_text(page, "done") == "3 of 3 reach this (100%)"
+    labels = page.evaluate(
+        "() => window.journeyEditor.graph.getEdges().map(e => e.getLabels()[0]?.attrs?.label?.text)"
+    )
+    assert labels == ["100% · 3", "100% · 3"]
+    page.get_by_test_id("simulate").click()  # hide it: the live numbers come back
+    _until(lambda: _metrics_text(page, "cart") in ("", "3 entered"))
+
 
 def test_the_live_socket_refuses_another_workspaces_member(
     browser, app_server, workspace, other_workspace, outsider, owner
