@@ -63,11 +63,25 @@ def _raw_node_type(data: Any, index: int) -> str:
         return ""
 
 
+# What a marketer should do about the commonest gaps of a draft (ids a builder starts
+# at 0 until something is chosen, names left empty).
+_CHOOSE = {"template_id": "choose a template", "segment_id": "choose a segment"}
+
+
+def _plain(location: list, message: str) -> str:
+    field = str(location[-1]) if location else ""
+    if field in _CHOOSE and message == "Input should be greater than 0":
+        return _CHOOSE[field]
+    if field == "event" and message == "String should have at least 1 character":
+        return "name the event"
+    return message
+
+
 def _pydantic_errors(data: Any, error: ValidationError) -> list[GraphError]:
     errors: list[GraphError] = []
     for item in error.errors():
         location = list(item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
+        message = _plain(location, item["msg"].removeprefix("Value error, "))
         node = ""
         if location[:1] == ["nodes"] and len(location) > 1 and isinstance(location[1], int):
             node = _raw_node_id(data, location[1])

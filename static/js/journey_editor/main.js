@@ -55,8 +55,19 @@ function load() {
     );
   }
   history.clean();
-  if (definition.nodes.length) graph.zoomToFit({ padding: 48, maxScale: 1 });
+  if (definition.nodes.length) fitReadable();
   else graph.zoomTo(1);
+}
+
+// The whole journey when it fits at a readable size; otherwise readable, from its start.
+function fitReadable() {
+  graph.zoomToFit({ padding: 48, maxScale: 1, minScale: 0.6 });
+  const first = graph.getNodes().sort((a, b) => a.getPosition().x - b.getPosition().x)[0];
+  if (first && graph.zoom() <= 0.6) {
+    graph.positionCell(first, "left");
+    const { tx, ty } = graph.translate();
+    graph.translate(tx + 48, ty);
+  }
 }
 
 // --------------------------------------------------------------------------- saving
@@ -394,10 +405,7 @@ buttons["zoom-out"].addEventListener("click", () => zoomBy(-0.1));
 buttons.fit.addEventListener("click", () => graph.zoomToFit({ padding: 48, maxScale: 1 }));
 buttons.layout.addEventListener("click", () => {
   autoLayout(graph);
-  // Readable first: a long journey is shown from its start, the rest a pan away.
-  graph.zoomToFit({ padding: 48, maxScale: 1, minScale: 0.6 });
-  const first = graph.getNodes().sort((a, b) => a.getPosition().x - b.getPosition().x)[0];
-  if (first && graph.zoom() <= 0.6) graph.positionCell(first, "left", { padding: { left: 48 } });
+  fitReadable();
 });
 buttons.validate.addEventListener("click", () => validate());
 buttons.simulate.addEventListener("click", () => simulate());
