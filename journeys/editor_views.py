@@ -75,6 +75,10 @@ def journey_editor(request: HttpRequest, journey_id: int) -> HttpResponse:
                 kwargs={"workspace_slug": workspace.slug, "journey_id": journey.pk},
             ),
             "list": reverse("journey_list", kwargs={"workspace_slug": workspace.slug}),
+            "settings": reverse(
+                "journey_settings",
+                kwargs={"workspace_slug": workspace.slug, "journey_id": journey.pk},
+            ),
         },
         "canEdit": member_can(request, "journeys.edit"),
         "canPublish": member_can(request, "journeys.publish"),

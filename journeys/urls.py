@@ -1,6 +1,6 @@
 from django.urls import path
 
-from journeys import editor_views, inspector, list_views, views
+from journeys import editor_views, inspector, list_views, settings_panel, views
 
 urlpatterns = [
     path("journeys/", views.journey_list, name="journey_list"),
@@ -26,4 +26,9 @@ urlpatterns = [
         name="journey_inspector_apply",
     ),
     path("journeys/event-names/", inspector.event_names, name="journey_event_names"),
+    path(
+        "journeys/<int:journey_id>/settings-panel/",
+        settings_panel.journey_settings,
+        name="journey_settings",
+    ),
 ]

@@ -243,6 +243,17 @@ def test_a_marketer_builds_validates_and_publishes_a_journey(page, workspace, ma
     _wait_saved(page)
     page.screenshot(path=str(e2e_fixtures.ARTIFACTS / "builder.png"))
 
+    # Journey settings in their dialog: a goal and a cap, saved with the draft.
+    page.get_by_test_id("journey-settings").click()
+    settings_dialog = page.get_by_test_id("settings-dialog")
+    expect(settings_dialog.locator("input[name=goal_event]")).to_be_visible()
+    settings_dialog.locator("input[name=goal_event]").fill("Order Completed")
+    expect(settings_dialog.locator("#je-settings-body")).to_have_attribute("data-renders", "2")
+    settings_dialog.locator("input[name=cap_messages]").fill("3")
+    expect(settings_dialog.locator("#je-settings-body")).to_have_attribute("data-renders", "3")
+    settings_dialog.get_by_test_id("settings-done").click()
+    _wait_saved(page)
+
     page.get_by_test_id("publish").click()
     dialog = page.get_by_test_id("publish-dialog")
     expect(dialog).to_be_visible()
@@ -267,6 +278,10 @@ def test_a_marketer_builds_validates_and_publishes_a_journey(page, workspace, ma
     assert [(s["channel"], s["template_id"]) for s in nodes["fallback-1"]["chain"]] == [
         ("email", email.pk), ("sms", sms.pk),
     ]  # fmt: skip
+    assert definition["settings"]["goal"] == {
+        "event": "Order Completed", "filters": [], "window_seconds": 7 * 86400,
+    }  # fmt: skip
+    assert definition["settings"]["frequency_cap"] == {"messages": 3, "per_seconds": 86400}
     assert sorted((e["source"], e["port"], e["target"]) for e in definition["edges"]) == [
         ("condition-1", "no", "fallback-1"),
         ("condition-1", "yes", "exit-1"),

@@ -408,6 +408,30 @@ buttons.layout.addEventListener("click", () => {
   fitReadable();
 });
 buttons.validate.addEventListener("click", () => validate());
+buttons.settings.addEventListener("click", () => {
+  window.htmx.ajax("POST", data.urls.settings, {
+    target: "#je-settings-body",
+    swap: "innerHTML",
+    values: { settings: JSON.stringify(data.draft.definition.settings || {}) },
+    headers: { "X-CSRFToken": csrf() },
+  });
+  document.getElementById("je-settings").showModal();
+});
+
+// Each answer of the settings form carries the settings it describes: kept in the
+// draft (saved with the graph, one request), whether or not they are valid yet.
+let lastSettings = null;
+document.body.addEventListener("htmx:afterSettle", () => {
+  const element = document.querySelector("#je-settings-body #journey-settings-result");
+  if (!element || element === lastSettings) return;
+  lastSettings = element;
+  const result = JSON.parse(element.textContent);
+  const before = JSON.stringify(data.draft.definition.settings || {});
+  document.getElementById("je-settings-body").dataset.renders = String(Number(document.getElementById("je-settings-body").dataset.renders || 0) + 1);
+  if (readOnly || JSON.stringify(result.settings) === before) return;
+  data.draft.definition.settings = result.settings;
+  saver.changed();
+});
 buttons.simulate.addEventListener("click", () => simulate());
 buttons.publish.addEventListener("click", async () => {
   if (!(await validate({ quietWhenValid: true }))) return;
