@@ -35,6 +35,7 @@ api_v1_patterns = [
     path("", include("segments.api_urls")),
     path("", include("content.api_urls")),
     path("", include("journeys.api_urls")),
+    path("", include("analytics.api_urls")),
     # Called by apps and browsers with the workspace's write key.
     path("", include("delivery.inbox_urls")),
     path("", include("delivery.device_urls")),

@@ -1,0 +1,13 @@
+"""REST API (v1) routes of analytics."""
+
+from django.urls import path
+
+from analytics import api
+
+urlpatterns = [
+    path(
+        "journeys/<int:journey_id>/experiments",
+        api.JourneyExperimentsApi.as_view(),
+        name="api_journey_experiments",
+    ),
+]
