@@ -39,3 +39,36 @@ class MessageCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.channel} {self.kind}: {self.count}"
+
+
+class Conversion(models.Model):
+    """A journey's goal reached: the event, its revenue, and the messages it is
+    attributed to, first-touch (the journey's first message to the person within the
+    attribution window before the event) and last-touch (the latest). One per
+    enrollment: a goal converts an enrollment once."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    journey = models.ForeignKey("journeys.Journey", on_delete=models.CASCADE, related_name="+")
+    journey_version = models.ForeignKey(
+        "journeys.JourneyVersion", on_delete=models.CASCADE, related_name="+"
+    )
+    enrollment = models.OneToOneField(
+        "journeys.Enrollment", on_delete=models.CASCADE, related_name="conversion"
+    )
+    profile = models.ForeignKey("segments.Profile", on_delete=models.CASCADE, related_name="+")
+    event_name = models.CharField(max_length=200)
+    event_id = models.BigIntegerField(null=True, blank=True)
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    at = models.DateTimeField()
+    first_touch = models.ForeignKey(
+        "delivery.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    last_touch = models.ForeignKey(
+        "delivery.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "journey", "at"], name="conversion_journey")]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} for journey {self.journey_id}"

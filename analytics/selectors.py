@@ -22,3 +22,32 @@ def counter_totals(*, workspace: Workspace, **dimensions) -> dict[str, int]:
         .annotate(total=Sum("count"))
     )
     return {row["kind"]: row["total"] for row in rows}
+
+
+def conversion_attribution(*, workspace: Workspace, journey_id: int) -> dict:
+    """The journey's conversions and revenue credited by first and by last touch:
+    {"conversions", "revenue", "first_touch": {(node, channel): {conversions, revenue}},
+    "last_touch": {...}}; conversions without a message in the window credit
+    ("", "") (the journey itself)."""
+    from django.db.models import Count
+
+    from analytics.models import Conversion
+
+    conversions = Conversion.objects.filter(workspace=workspace, journey_id=journey_id)
+    totals = conversions.aggregate(conversions=Count("id"), revenue=Sum("revenue"))
+    result = {
+        "conversions": totals["conversions"],
+        "revenue": totals["revenue"] or 0,
+        "first_touch": {},
+        "last_touch": {},
+    }
+    for touch in ("first_touch", "last_touch"):
+        rows = (
+            conversions.values(f"{touch}__node_id", f"{touch}__channel")
+            .annotate(conversions=Count("id"), revenue=Sum("revenue"))
+            .order_by(f"{touch}__node_id", f"{touch}__channel")
+        )
+        for row in rows:
+            key = (row[f"{touch}__node_id"] or "", row[f"{touch}__channel"] or "")
+            result[touch][key] = {"conversions": row["conversions"], "revenue": row["revenue"]}
+    return result

@@ -32,3 +32,59 @@ def metrics_rebuild(*, workspace: Workspace) -> int:
         MessageCounter.objects.filter(workspace=workspace).delete()
         cursor.execute(_REBUILD, [workspace.pk])
         return cursor.rowcount
+
+
+def conversion_record(*, enrollment, event: dict, window_seconds: int, now) -> None:
+    """The journey's goal was reached (journeys.executor): store the conversion with
+    its revenue (the event's `revenue` property, else `total`, when a number) and its
+    first- and last-touch messages: the journey's messages to the person sent within
+    `window_seconds` before the event. In the caller's transaction; a repeat for the
+    same enrollment changes nothing."""
+    from datetime import datetime, timedelta
+    from decimal import Decimal, InvalidOperation
+
+    from analytics.models import Conversion
+    from delivery.models import Message
+
+    stamp = event.get("timestamp")
+    try:
+        at = datetime.fromisoformat(stamp) if isinstance(stamp, str) else now
+    except ValueError:
+        at = now
+    properties = event.get("properties") or {}
+    revenue = Decimal(0)
+    for name in ("revenue", "total"):
+        value = properties.get(name)
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            try:
+                revenue = Decimal(str(value)).quantize(Decimal("0.01"))
+                break
+            except InvalidOperation:
+                continue
+    touches = list(
+        Message.objects.filter(
+            workspace_id=enrollment.workspace_id,
+            journey_id=enrollment.journey_id,
+            profile_id=enrollment.profile_id,
+            sent_at__isnull=False,
+            sent_at__lte=at,
+            sent_at__gte=at - timedelta(seconds=window_seconds),
+        )
+        .order_by("sent_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    Conversion.objects.get_or_create(
+        enrollment=enrollment,
+        defaults={
+            "workspace_id": enrollment.workspace_id,
+            "journey_id": enrollment.journey_id,
+            "journey_version_id": enrollment.version_id,
+            "profile_id": enrollment.profile_id,
+            "event_name": str(event.get("name", ""))[:200],
+            "event_id": event.get("id"),
+            "revenue": revenue,
+            "at": at,
+            "first_touch_id": touches[0] if touches else None,
+            "last_touch_id": touches[-1] if touches else None,
+        },
+    )

@@ -911,6 +911,11 @@ def _entry_time(enrollment: Enrollment) -> datetime:
 
 
 def _convert(enrollment: Enrollment, event: dict, now: datetime) -> None:
+    from analytics.services import conversion_record
+
+    definition = version_definition(enrollment.version)
+    window = definition.settings.goal.window_seconds if definition.settings.goal else 7 * 86400
+    conversion_record(enrollment=enrollment, event=event, window_seconds=window, now=now)
     StepLog.objects.get_or_create(
         enrollment=enrollment,
         node_id=GOAL_NODE,

@@ -1,0 +1,88 @@
+"""Conversions: a journey goal reached records one conversion with its revenue and
+the messages it is attributed to, first- and last-touch, within the attribution
+window; messages outside the window or of another journey get no credit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+
+from analytics.models import Conversion
+from analytics.selectors import conversion_attribution
+from delivery.models import Message
+from journeys import services
+from journeys.models import Enrollment
+from segments.models import Profile
+from tests.journeys.test_executor import EDITOR, _run_journey, _track
+
+pytestmark = pytest.mark.django_db(transaction=True)
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def test_goal_conversions_credit_first_and_last_touch_within_the_window(workspace):
+    journey = _run_journey(
+        workspace, "Win back",
+        [
+            {"id": "start", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "hold", "type": "wait", "wait": {"kind": "duration", "seconds": 30 * 86400}},
+            {"id": "end", "type": "exit"},
+        ],
+        [{"source": "start", "target": "hold"}, {"source": "hold", "target": "end"}],
+        settings={"goal": {"event": "Order Completed", "window_seconds": 3 * 86400}},
+    )  # fmt: skip
+    other = _run_journey(
+        workspace, "Other",
+        [{"id": "start", "type": "trigger", "trigger": {"kind": "api"}}, {"id": "end", "type": "exit"}],
+        [{"source": "start", "target": "end"}],
+    )  # fmt: skip
+    ada = Profile.objects.create(workspace=workspace, user_id="ada")
+    bob = Profile.objects.create(workspace=workspace, user_id="bob")
+    with time_machine.travel(T0, tick=False):
+        for person in (ada, bob):
+            services.journey_enroll(journey=journey, profile_id=person.pk, context=EDITOR)
+
+    def sent(profile, node, channel, at, *, of=journey):
+        return Message.objects.create(
+            workspace=workspace, profile=profile, journey=of, journey_version=of.live_version,
+            node_id=node, channel=channel, idempotency_key=f"{profile.pk}:{node}:{at}",
+            status="sent", sent_at=at,
+        )  # fmt: skip
+
+    sent(ada, "old-email", "email", T0 - timedelta(days=5))  # before the window
+    first = sent(ada, "email", "email", T0 + timedelta(hours=1))
+    last = sent(ada, "push", "push", T0 + timedelta(days=1))
+    sent(ada, "elsewhere", "sms", T0 + timedelta(days=1, hours=1), of=other)
+    with time_machine.travel(T0 + timedelta(days=2), tick=False):
+        _track(ada, "Order Completed", {"revenue": 49.9}, T0 + timedelta(days=2))
+        _track(bob, "Order Completed", {"total": "12"}, T0 + timedelta(days=2))
+        # A repeat of the goal converts nobody again.
+        _track(ada, "Order Completed", {"revenue": 10}, T0 + timedelta(days=2, hours=1))
+
+    conversion = Conversion.objects.get(profile=ada)
+    assert (conversion.first_touch_id, conversion.last_touch_id) == (first.pk, last.pk)
+    assert (conversion.revenue, conversion.event_name) == (Decimal("49.90"), "Order Completed")
+    assert conversion.at == T0 + timedelta(days=2)
+    plain = Conversion.objects.get(profile=bob)
+    assert (plain.first_touch_id, plain.last_touch_id, plain.revenue) == (
+        None,
+        None,
+        Decimal("12.00"),
+    )
+    assert Conversion.objects.count() == 2
+    assert Enrollment.objects.get(profile=ada).exit_reason == "converted"
+    assert conversion_attribution(workspace=workspace, journey_id=journey.pk) == {
+        "conversions": 2,
+        "revenue": Decimal("61.90"),
+        "first_touch": {
+            ("", ""): {"conversions": 1, "revenue": Decimal("12.00")},
+            ("email", "email"): {"conversions": 1, "revenue": Decimal("49.90")},
+        },
+        "last_touch": {
+            ("", ""): {"conversions": 1, "revenue": Decimal("12.00")},
+            ("push", "push"): {"conversions": 1, "revenue": Decimal("49.90")},
+        },
+    }
+    assert conversion_attribution(workspace=workspace, journey_id=other.pk)["conversions"] == 0
