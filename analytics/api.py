@@ -86,3 +86,40 @@ class JourneyExperimentsApi(APIView):
         return Response(
             ExperimentOutput(split_reports(workspace=workspace, journey=journey), many=True).data
         )
+
+
+class WinnerInput(serializers.Serializer):
+    variant = serializers.CharField(max_length=32)
+
+
+class JourneyExperimentWinnerApi(APIView):
+    permission_classes = [HasWorkspacePermission]
+    required_permissions = {"POST": "journeys.publish"}
+
+    @extend_schema(
+        request=WinnerInput,
+        responses=ExperimentOutput(many=True),
+        summary="Declare an experiment's winner",
+        description="From now on everyone reaching the split takes this variant (the "
+        "holdout stays). 400 names an unknown node or variant. Audited.",
+    )
+    def post(self, request, journey_id: int, node_id: str):
+        from analytics.services import ExperimentRefused, experiment_winner_declare
+        from engagement_site.workspaces.services import AuditContext
+
+        workspace = api_workspace(request).workspace
+        journey = journey_selectors.journey_get(workspace=workspace, journey_id=journey_id)
+        payload = WinnerInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            experiment_winner_declare(
+                journey=journey,
+                node_id=node_id,
+                variant=payload.validated_data["variant"],
+                context=AuditContext.from_request(request),
+            )
+        except ExperimentRefused as refusal:
+            raise serializers.ValidationError({"variant": [str(refusal)]}) from None
+        return Response(
+            ExperimentOutput(split_reports(workspace=workspace, journey=journey), many=True).data
+        )

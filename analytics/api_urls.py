@@ -10,4 +10,9 @@ urlpatterns = [
         api.JourneyExperimentsApi.as_view(),
         name="api_journey_experiments",
     ),
+    path(
+        "journeys/<int:journey_id>/experiments/<str:node_id>/winner",
+        api.JourneyExperimentWinnerApi.as_view(),
+        name="api_journey_experiment_winner",
+    ),
 ]

@@ -88,3 +88,47 @@ def conversion_record(*, enrollment, event: dict, window_seconds: int, now) -> N
             "last_touch_id": touches[-1] if touches else None,
         },
     )
+
+
+class ExperimentRefused(ValueError):
+    """The winner cannot be declared as asked; the text says why."""
+
+
+def experiment_winner_declare(*, journey, node_id: str, variant: str, context) -> None:
+    """From now on everyone reaching the split takes `variant` (the holdout stays, so
+    the journey's lift is still measured). Audited with the variant's numbers then."""
+    from analytics.experiments import split_reports
+    from engagement_site.workspaces.models import AuditAction
+    from engagement_site.workspaces.services import audit_record
+    from journeys.models import Journey
+
+    reports = {
+        report["node"]: report
+        for report in split_reports(workspace=journey.workspace, journey=journey)
+    }
+    report = reports.get(node_id)
+    if report is None:
+        raise ExperimentRefused(f"The live version has no split node {node_id!r}.")
+    keys = [row["key"] for row in report["variants"]]
+    if variant not in keys:
+        raise ExperimentRefused(f"{variant!r} is not a variant of {node_id!r} ({', '.join(keys)}).")
+    with transaction.atomic():
+        locked = Journey.objects.select_for_update().get(pk=journey.pk)
+        winners = {**(locked.split_winners or {}), node_id: variant}
+        Journey.objects.filter(pk=journey.pk).update(split_winners=winners)
+        journey.split_winners = winners
+        chosen = next(row for row in report["variants"] if row["key"] == variant)
+        audit_record(
+            context=context,
+            action=AuditAction.CHANGE,
+            workspace=journey.workspace,
+            target=journey,
+            changes={
+                "operation": "declare_winner",
+                "node": node_id,
+                "variant": variant,
+                "entered": chosen["entered"],
+                "converted": chosen["converted"],
+                "probability_best": chosen["probability_best"],
+            },
+        )

@@ -421,6 +421,9 @@ def _execute(
         port = split_branch(
             node, journey_id=enrollment.journey_id, profile_id=enrollment.profile_id
         )
+        winner = (enrollment.journey.split_winners or {}).get(node.id)
+        if winner and port != "holdout" and winner in {v.key for v in node.variants}:
+            port = winner  # the experiment is decided: everyone takes the winner
         if port == "holdout":
             context["holdout"] = True
         else:

@@ -37,6 +37,10 @@ class Journey(models.Model):
     )
     # Why the journey was paused by the circuit breaker (empty when a person paused it).
     paused_reason = models.TextField(blank=True)
+    # Experiments decided: split node id -> the winning variant key, which all new
+    # traffic of that split takes (the holdout stays); set by
+    # analytics.services.experiment_winner_declare, audited.
+    split_winners = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

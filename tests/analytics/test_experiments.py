@@ -112,3 +112,74 @@ def test_the_experiments_api_answers_the_report_and_404_elsewhere(workspace, oth
     assert report["holdout"]["lift"] is None
     other = client(other_workspace, "analyst").get(f"/api/v1/journeys/{journey.pk}/experiments")
     assert other.status_code == 404
+
+
+def test_declaring_a_winner_sends_new_traffic_to_it_and_is_audited(workspace, other_workspace):
+    from django.test import Client
+
+    from engagement_site.workspaces.models import AuditLog
+    from engagement_site.workspaces.services import AuditContext, api_key_create
+    from journeys import services as journey_services
+    from tests.delivery.test_email import _work
+    from tests.journeys.test_executor import EDITOR
+
+    journey = _run_journey(
+        workspace, "Decide",
+        [
+            {"id": "start", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "ab", "type": "split", "variants": [{"key": "a", "weight": 50}, {"key": "b", "weight": 50}]},
+            {"id": "end", "type": "exit"},
+        ],
+        [{"source": "start", "target": "ab"}, {"source": "ab", "port": "a", "target": "end"},
+         {"source": "ab", "port": "b", "target": "end"}],
+    )  # fmt: skip
+    setup = AuditContext.system("test")
+
+    def client(space, role):
+        key = api_key_create(workspace=space, kind="secret", name=role, role=role, context=setup)[1]
+        return Client(headers={"Authorization": f"Bearer {key}"})
+
+    url = f"/api/v1/journeys/{journey.pk}/experiments/ab/winner"
+    marketer = client(workspace, "marketer")
+    refused = marketer.post(url, {"variant": "c"}, content_type="application/json")
+    assert refused.status_code == 400
+    assert refused.json()["errors"]["variant"] == ["'c' is not a variant of 'ab' (a, b)."]
+    assert (
+        marketer.post(
+            f"/api/v1/journeys/{journey.pk}/experiments/nope/winner",
+            {"variant": "a"},
+            content_type="application/json",
+        ).status_code
+        == 400
+    )
+    assert (
+        client(workspace, "analyst")
+        .post(url, {"variant": "b"}, content_type="application/json")
+        .status_code
+        == 403
+    )
+    assert (
+        client(other_workspace, "owner")
+        .post(url, {"variant": "b"}, content_type="application/json")
+        .status_code
+        == 404
+    )
+    journey.refresh_from_db()
+    assert journey.split_winners == {}
+
+    assert marketer.post(url, {"variant": "b"}, content_type="application/json").status_code == 200
+    journey.refresh_from_db()
+    assert journey.split_winners == {"ab": "b"}
+    audit = AuditLog.objects.filter(workspace=workspace, changes__operation="declare_winner").get()
+    assert (audit.changes["node"], audit.changes["variant"]) == ("ab", "b")
+
+    for n in range(12):
+        person = Profile.objects.create(workspace=workspace, user_id=f"w{n}")
+        journey_services.journey_enroll(journey=journey, profile_id=person.pk, context=EDITOR)
+    _work()
+    ports = set(
+        StepLog.objects.filter(enrollment__journey=journey, node_id="ab").values_list(
+            "port", flat=True
+        )
+    )
+    assert ports == {"b"}
