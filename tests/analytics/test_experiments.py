@@ -82,49 +82,22 @@ def test_split_report_with_known_numbers(workspace, other_workspace):
     assert split_reports(workspace=other_workspace, journey=journey) == []
 
 
-def test_the_experiments_api_answers_the_report_and_404_elsewhere(workspace, other_workspace):
+def _api_client(space, role: str):
+    """A REST client with a secret key of that role in the workspace."""
     from django.test import Client
 
     from engagement_site.workspaces.services import AuditContext, api_key_create
 
-    journey = _run_journey(
-        workspace, "Api",
-        [
-            {"id": "start", "type": "trigger", "trigger": {"kind": "api"}},
-            {"id": "ab", "type": "split", "variants": [{"key": "a", "weight": 1}, {"key": "b", "weight": 1}]},
-            {"id": "end", "type": "exit"},
-        ],
-        [{"source": "start", "target": "ab"}, {"source": "ab", "port": "a", "target": "end"},
-         {"source": "ab", "port": "b", "target": "end"}],
-    )  # fmt: skip
-    setup = AuditContext.system("test")
-
-    def client(space, role):
-        key = api_key_create(workspace=space, kind="secret", name=role, role=role, context=setup)[1]
-        return Client(headers={"Authorization": f"Bearer {key}"})
-
-    response = client(workspace, "analyst").get(f"/api/v1/journeys/{journey.pk}/experiments")
-    assert response.status_code == 200
-    [report] = response.json()
-    assert (report["node"], report["control"], report["small_sample"]) == ("ab", "a", True)
-    assert [v["key"] for v in report["variants"]] == ["a", "b"]
-    assert report["variants"][0]["conversion_rate"] == {"rate": 0.0, "low": 0.0, "high": 1.0}
-    assert report["holdout"]["lift"] is None
-    other = client(other_workspace, "analyst").get(f"/api/v1/journeys/{journey.pk}/experiments")
-    assert other.status_code == 404
+    key = api_key_create(
+        workspace=space, kind="secret", name=role, role=role, context=AuditContext.system("test")
+    )[1]
+    return Client(headers={"Authorization": f"Bearer {key}"})
 
 
-def test_declaring_a_winner_sends_new_traffic_to_it_and_is_audited(workspace, other_workspace):
-    from django.test import Client
-
-    from engagement_site.workspaces.models import AuditLog
-    from engagement_site.workspaces.services import AuditContext, api_key_create
-    from journeys import services as journey_services
-    from tests.delivery.test_email import _work
-    from tests.journeys.test_executor import EDITOR
-
-    journey = _run_journey(
-        workspace, "Decide",
+def _ab_journey(workspace, name: str):
+    """A live journey: API trigger, an a/b split (no holdout), exit."""
+    return _run_journey(
+        workspace, name,
         [
             {"id": "start", "type": "trigger", "trigger": {"kind": "api"}},
             {"id": "ab", "type": "split", "variants": [{"key": "a", "weight": 50}, {"key": "b", "weight": 50}]},
@@ -133,14 +106,32 @@ def test_declaring_a_winner_sends_new_traffic_to_it_and_is_audited(workspace, ot
         [{"source": "start", "target": "ab"}, {"source": "ab", "port": "a", "target": "end"},
          {"source": "ab", "port": "b", "target": "end"}],
     )  # fmt: skip
-    setup = AuditContext.system("test")
 
-    def client(space, role):
-        key = api_key_create(workspace=space, kind="secret", name=role, role=role, context=setup)[1]
-        return Client(headers={"Authorization": f"Bearer {key}"})
 
+def test_the_experiments_api_answers_the_report_and_404_elsewhere(workspace, other_workspace):
+    journey = _ab_journey(workspace, "Api")
+    response = _api_client(workspace, "analyst").get(f"/api/v1/journeys/{journey.pk}/experiments")
+    assert response.status_code == 200
+    [report] = response.json()
+    assert (report["node"], report["control"], report["small_sample"]) == ("ab", "a", True)
+    assert [v["key"] for v in report["variants"]] == ["a", "b"]
+    assert report["variants"][0]["conversion_rate"] == {"rate": 0.0, "low": 0.0, "high": 1.0}
+    assert report["holdout"]["lift"] is None
+    other = _api_client(other_workspace, "analyst").get(
+        f"/api/v1/journeys/{journey.pk}/experiments"
+    )
+    assert other.status_code == 404
+
+
+def test_declaring_a_winner_sends_new_traffic_to_it_and_is_audited(workspace, other_workspace):
+    from engagement_site.workspaces.models import AuditLog
+    from journeys import services as journey_services
+    from tests.delivery.test_email import _work
+    from tests.journeys.test_executor import EDITOR
+
+    journey = _ab_journey(workspace, "Decide")
     url = f"/api/v1/journeys/{journey.pk}/experiments/ab/winner"
-    marketer = client(workspace, "marketer")
+    marketer = _api_client(workspace, "marketer")
     refused = marketer.post(url, {"variant": "c"}, content_type="application/json")
     assert refused.status_code == 400
     assert refused.json()["errors"]["variant"] == ["'c' is not a variant of 'ab' (a, b)."]
@@ -153,13 +144,13 @@ def test_declaring_a_winner_sends_new_traffic_to_it_and_is_audited(workspace, ot
         == 400
     )
     assert (
-        client(workspace, "analyst")
+        _api_client(workspace, "analyst")
         .post(url, {"variant": "b"}, content_type="application/json")
         .status_code
         == 403
     )
     assert (
-        client(other_workspace, "owner")
+        _api_client(other_workspace, "owner")
         .post(url, {"variant": "b"}, content_type="application/json")
         .status_code
         == 404
