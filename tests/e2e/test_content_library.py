@@ -135,13 +135,10 @@ def test_drop_an_image_write_an_email_with_it_and_preview_it_for_a_profile(page,
     # The preview's image now loads from its public address.
     page.fill("#preview-profile-search", "ada")
     page.locator("[data-pick-profile]", has_text="Ada Lovelace").click()
+    expect(page.locator("[data-testid=preview-profile]")).to_have_text("Ada Lovelace")
     frame = page.frame_locator("[data-testid=preview-frame]")
     expect(frame.locator("img")).to_have_count(1)
-    frame.locator("img").evaluate(
-        "(img) => img.complete && img.naturalWidth ? true : new Promise((resolve, reject) => {"
-        " img.onload = () => resolve(true); img.onerror = () => reject(new Error('image did not load')); })"
-    )
-    assert frame.locator("img").evaluate("(img) => img.naturalWidth") == 640
+    assert _loaded_width(frame) == 640
 
     # 7. A French translation, picked for Ada's fr-CA locale by the fallback chain.
     page.fill("[data-new-locale]", "fr")
@@ -159,3 +156,22 @@ def test_drop_an_image_write_an_email_with_it_and_preview_it_for_a_profile(page,
     page.goto(f"/w/{workspace.slug}/content/media/{asset.pk}/")
     expect(page.locator("[data-testid=asset-usages]")).to_have_text(re.compile("Welcome"))
     screenshot(page, "content-asset-detail")
+
+
+def _loaded_width(frame) -> int:
+    """The preview image's natural width once it has loaded. The preview frame is
+    replaced when the preview renders again (a profile picked, a keystroke): a frame
+    detached under the call is looked up again."""
+    from playwright.sync_api import Error
+
+    for _ in range(5):
+        try:
+            return frame.locator("img").evaluate(
+                "(img) => img.complete && img.naturalWidth ? img.naturalWidth : new Promise("
+                "(resolve, reject) => { img.onload = () => resolve(img.naturalWidth);"
+                " img.onerror = () => reject(new Error('image did not load')); })"
+            )
+        except Error as error:
+            if "detached" not in str(error):
+                raise
+    raise AssertionError("the preview kept re-rendering")
