@@ -1,7 +1,7 @@
 // Calls to the journey REST API with the page's session: the workspace in
 // X-Workspace and the CSRF token on writes (docs/api.md).
 
-function csrfToken() {
+export function csrfToken() {
   const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
   if (match) return decodeURIComponent(match[1]);
   const headers = document.body.getAttribute("hx-headers");

@@ -148,6 +148,12 @@ export function heightFor(ports) {
   return Math.max(BASE_HEIGHT, 20 + PORT_GAP * ports.length);
 }
 
+// How every edge looks, drawn by hand or added by the builder.
+export const EDGE_LOOK = {
+  attrs: { line: { stroke: "#8a8a93", strokeWidth: 1.5, targetMarker: { name: "classic", size: 7 } } },
+  zIndex: 0,
+};
+
 export function portName(portId) {
   return portId && portId.startsWith("out:") ? portId.slice(4) : null;
 }
@@ -173,10 +179,7 @@ export function createGraph({ container, minimap, readOnly }) {
       highlight: true,
       snap: { radius: 24 },
       createEdge() {
-        return new Shape.Edge({
-          attrs: { line: { stroke: "#8a8a93", strokeWidth: 1.5, targetMarker: { name: "classic", size: 7 } } },
-          zIndex: 0,
-        });
+        return new Shape.Edge(structuredClone(EDGE_LOOK));
       },
       validateMagnet({ magnet }) {
         return !readOnly && magnet.getAttribute("port-group") === "out";

@@ -1,11 +1,12 @@
 // The visual journey builder: palette, canvas, inspector, autosave, validate,
 // simulate and publish. The page's data comes from journeys/editor_views.py.
 
-import { createApi, DraftSaver } from "./api.js";
+import { createApi, csrfToken, DraftSaver } from "./api.js";
 import {
   applyNode,
   autoLayout,
   createGraph,
+  EDGE_LOOK,
   definitionOf,
   iconSvg,
   layoutOf,
@@ -48,8 +49,7 @@ function load() {
       {
         source: { cell: edge.source, port: `out:${edge.port || "next"}` },
         target: { cell: edge.target, port: "in" },
-        attrs: { line: { stroke: "#8a8a93", strokeWidth: 1.5, targetMarker: { name: "classic", size: 7 } } },
-        zIndex: 0,
+        ...structuredClone(EDGE_LOOK),
       },
       { ignoreHistory: true },
     );
@@ -187,14 +187,6 @@ function select(cell) {
   selection.select(cell);
 }
 
-function csrf() {
-  try {
-    return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"];
-  } catch {
-    return "";
-  }
-}
-
 function others(except) {
   return graph
     .getNodes()
@@ -214,7 +206,7 @@ function inspect(cell) {
     target: "#inspector",
     swap: "innerHTML",
     values: { node: JSON.stringify(node), others: JSON.stringify(others(cell.id)) },
-    headers: { "X-CSRFToken": csrf() },
+    headers: { "X-CSRFToken": csrfToken() },
   });
 }
 
@@ -282,7 +274,11 @@ function copySelected() {
   if (!nodes.length) return;
   const ids = new Set(nodes.map((cell) => cell.id));
   clipboard = {
-    nodes: nodes.map((cell) => ({ data: structuredClone(cell.getData()), position: cell.getPosition() })),
+    nodes: nodes.map((cell) => ({
+      data: structuredClone(cell.getData()),
+      position: cell.getPosition(),
+      ports: cell.getPorts().filter((port) => port.group === "out").map((port) => port.id.slice(4)),
+    })),
     edges: graph
       .getEdges()
       .filter((edge) => ids.has(edge.getSourceCellId()) && ids.has(edge.getTargetCellId()))
@@ -301,37 +297,23 @@ function paste() {
   const renamed = new Map();
   const added = [];
   graph.startBatch("paste");
-  for (const { data: copied, position } of clipboard.nodes) {
+  for (const { data: copied, position, ports } of clipboard.nodes) {
     const id = freshId(copied.look);
     renamed.set(copied.node.id, id);
     const node = { ...structuredClone(copied.node), id };
-    const meta = { summary: copied.summary, ports: portsOf(copied.node), look: copied.look };
+    const meta = { summary: copied.summary, ports, look: copied.look };
     added.push(graph.addNode({ ...nodeMetadata(node, meta), x: position.x + clipboard.offset, y: position.y + clipboard.offset }));
   }
   for (const edge of clipboard.edges) {
     graph.addEdge({
       source: { cell: renamed.get(edge.source), port: edge.port },
       target: { cell: renamed.get(edge.target), port: "in" },
-      attrs: { line: { stroke: "#8a8a93", strokeWidth: 1.5, targetMarker: { name: "classic", size: 7 } } },
-      zIndex: 0,
+      ...structuredClone(EDGE_LOOK),
     });
   }
   graph.stopBatch("paste");
   selection.clean();
   selection.select(added);
-}
-
-function portsOf(node) {
-  if (node.type === "goal" || node.type === "exit") return [];
-  if (node.type === "condition") return ["yes", "no"];
-  if (node.type === "split") {
-    const keys = (node.variants || []).map((variant) => variant.key);
-    return node.holdout_percent ? [...keys, "holdout"] : keys;
-  }
-  if (node.type === "wait" && ["event", "segment"].includes(node.wait?.kind)) {
-    return node.wait.timeout_seconds ? ["on_event", "on_timeout"] : ["on_event"];
-  }
-  return ["next"];
 }
 
 function typing(event) {
@@ -413,7 +395,7 @@ buttons.settings.addEventListener("click", () => {
     target: "#je-settings-body",
     swap: "innerHTML",
     values: { settings: JSON.stringify(data.draft.definition.settings || {}) },
-    headers: { "X-CSRFToken": csrf() },
+    headers: { "X-CSRFToken": csrfToken() },
   });
   document.getElementById("je-settings").showModal();
 });
