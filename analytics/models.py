@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from engagement_site.workspaces.models import Workspace
@@ -72,3 +75,104 @@ class Conversion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_name} for journey {self.journey_id}"
+
+
+def _default_revenue_events() -> list[str]:
+    return ["Order Completed"]
+
+
+def _default_revenue_properties() -> list[str]:
+    return ["revenue", "total"]
+
+
+def _default_touchpoint_events() -> dict[str, list[str]]:
+    # email, web and mobile come from message engagement and page / screen calls; the
+    # event names here add to them (e.g. an app that tracks "Email Opened" itself).
+    return {
+        "email": [],
+        "web": [],
+        "mobile": [],
+        "social": ["Shared"],
+        "support": ["Ticket Created"],
+        "purchase": ["Order Completed"],
+        "review": ["Review Submitted"],
+    }
+
+
+def _default_touchpoint_weights() -> dict[str, float]:
+    return {
+        "email": 1.0,
+        "web": 1.0,
+        "mobile": 1.0,
+        "social": 1.0,
+        "support": 0.5,
+        "purchase": 2.0,
+        "review": 1.5,
+    }
+
+
+class CustomerValueSettings(models.Model):
+    """How a workspace's customer value is computed (docs/analytics.md, "Customer
+    value"): the LTV inputs, the touchpoints of the engagement score and their
+    weights, and the tier thresholds. Created with the defaults on first use."""
+
+    workspace = models.OneToOneField(
+        Workspace, on_delete=models.CASCADE, related_name="customer_value_settings"
+    )
+    discount_rate = models.DecimalField(max_digits=5, decimal_places=4, default=Decimal("0.1"))
+    lifespan_years = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("3"))
+    revenue_events = ArrayField(models.CharField(max_length=200), default=_default_revenue_events)
+    revenue_properties = ArrayField(
+        models.CharField(max_length=200), default=_default_revenue_properties
+    )
+    touchpoint_events = models.JSONField(default=_default_touchpoint_events)
+    touchpoint_weights = models.JSONField(default=_default_touchpoint_weights)
+    engagement_window_days = models.PositiveIntegerField(default=90)
+    high_ltv = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("500"))
+    medium_ltv = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("100"))
+    high_engagement = models.DecimalField(max_digits=5, decimal_places=1, default=Decimal("60"))
+    at_risk_days = models.PositiveIntegerField(default=30)
+    lost_days = models.PositiveIntegerField(default=90)
+    last_computed_at = models.DateTimeField(null=True, blank=True)
+    last_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Customer value settings of {self.workspace}"
+
+
+class ValueTier(models.TextChoices):
+    CHAMPION = "champion", "Champion"
+    LOYAL = "loyal", "Loyal"
+    POTENTIAL = "potential", "Potential"
+    AT_RISK = "at_risk", "At risk"
+    LOST = "lost", "Lost"
+
+
+class CustomerValue(models.Model):
+    """One profile's computed value (recomputed in bulk, never appended): what the
+    computed_trait segment rule, the value report and Liquid's profile.value read."""
+
+    profile = models.OneToOneField(
+        "segments.Profile", on_delete=models.CASCADE, primary_key=True, related_name="value"
+    )
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    orders = models.PositiveIntegerField(default=0)
+    average_order_value = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    purchase_frequency = models.FloatField(default=0, help_text="Orders per year")
+    ltv = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    engagement_score = models.FloatField(default=0, help_text="0-100")
+    value_tier = models.CharField(max_length=10, choices=ValueTier.choices)
+    churn_risk = models.FloatField(default=1, help_text="0-1")
+    last_engaged_at = models.DateTimeField(null=True, blank=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["workspace", "value_tier"], name="customervalue_tier"),
+            models.Index(fields=["workspace", "-ltv"], name="customervalue_ltv"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.value_tier}, LTV {self.ltv}"

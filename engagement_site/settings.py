@@ -428,6 +428,7 @@ SCHEDULER_DUTIES: list[str] = [
     "segments.membership.scheduler_duty",
     "journeys.executor.scheduler_duty",
     "delivery.services.scheduler_duty",
+    "analytics.value.scheduler_duty",  # daily customer value per workspace
 ]
 
 # --------------------------------------------------------------------------- ingestion

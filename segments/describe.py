@@ -12,6 +12,7 @@ from segments.rules import (
     And,
     Attribute,
     Between,
+    ComputedTrait,
     EventCount,
     EventStep,
     LastDays,
@@ -189,6 +190,23 @@ def _attribute(rule: Attribute) -> str:
     return "whose " + _comparison(subject or "", rule.op, rule.value)
 
 
+_COMPUTED_TRAIT_NAMES = {
+    "ltv": "lifetime value",
+    "engagement_score": "engagement score",
+    "churn_risk": "churn risk",
+    "value_tier": "value tier",
+}
+
+
+def _computed_trait(rule: ComputedTrait) -> str:
+    subject = _COMPUTED_TRAIT_NAMES[rule.trait]
+    value = rule.value
+    if rule.trait == "value_tier":
+        value = [item.replace("_", " ") for item in value] if rule.op == "in" else value
+        value = value.replace("_", " ") if isinstance(value, str) else value
+    return "whose " + _comparison(subject, rule.op, value)
+
+
 def _describe(rule: Rule, names: dict[int, str], nested: bool) -> str:
     if isinstance(rule, And):
         parts = [_describe(child, names, True) for child in rule.rules]
@@ -211,6 +229,8 @@ def _describe(rule: Rule, names: dict[int, str], nested: bool) -> str:
         return "who " + _streak(rule)
     if isinstance(rule, Recency):
         return "who " + _recency(rule)
+    if isinstance(rule, ComputedTrait):
+        return _computed_trait(rule)
     if isinstance(rule, Membership):
         name = names.get(rule.segment_id, f"segment {rule.segment_id}")
         return f"who {'are' if rule.is_member else 'are not'} in {name}"

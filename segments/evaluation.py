@@ -27,6 +27,7 @@ from segments.rules import (
     And,
     Attribute,
     Between,
+    ComputedTrait,
     EventCount,
     EventStep,
     LastDays,
@@ -370,6 +371,28 @@ class _Compiler:
             rule.segment_id,
         )
         return exists if rule.is_member else sql("NOT %s", exists)
+
+    def _computed_trait(self, rule: ComputedTrait) -> Fragment:
+        """The profile's analytics_customervalue row (analytics/value.py). Without a
+        row (not computed yet) only ne matches, as for a missing trait."""
+        column = {
+            "ltv": "v.ltv",
+            "engagement_score": "v.engagement_score",
+            "churn_risk": "v.churn_risk",
+            "value_tier": "v.value_tier",
+        }[rule.trait]
+        if rule.op == "in":
+            condition = sql(f"{column} = ANY(%s::text[])", list(rule.value))
+        elif rule.trait == "value_tier":
+            condition = sql(f"{column} = %s", rule.value)
+        else:
+            symbol = {"eq": "=", "ne": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+            condition = sql(f"{column} {symbol[rule.op]} %s::numeric", str(rule.value))
+        exists = sql(
+            "EXISTS (SELECT 1 FROM analytics_customervalue v WHERE v.profile_id = p.id AND %s)",
+            condition,
+        )
+        return sql("NOT %s", exists) if rule.op == "ne" else exists
 
 
 def _rule_of(segment_or_definition: Segment | dict | Rule) -> tuple[Rule, int | None]:

@@ -9,6 +9,7 @@ segments.evaluation compiles a parsed Rule to SQL. docs/segments.md is the refer
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
@@ -337,11 +338,39 @@ class MessageEngagement(_NotAvailable):
     needs: str = "delivery"
 
 
-class ComputedTrait(_NotAvailable):
-    """LTV, engagement score, value tier, churn risk: needs analytics."""
+VALUE_TIERS = ("champion", "loyal", "potential", "at_risk", "lost")
+NUMERIC_COMPUTED_TRAITS = ("ltv", "engagement_score", "churn_risk")
+
+
+class ComputedTrait(_Model):
+    """A value analytics computes per profile (analytics/value.py): ltv, engagement
+    score (0-100) or churn risk (0-1) compared to a number, or the value tier (eq, ne,
+    in). A profile not computed yet has no value: only ne matches it."""
 
     type: Literal["computed_trait"]
-    needs: str = "analytics"
+    trait: Literal["ltv", "engagement_score", "value_tier", "churn_risk"]
+    op: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in"]
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _value(self) -> ComputedTrait:
+        if self.trait == "value_tier":
+            if self.op not in ("eq", "ne", "in"):
+                raise ValueError("value_tier takes eq, ne or in")
+            values = self.value if self.op == "in" else [self.value]
+            if self.op == "in" and (not isinstance(self.value, list) or not self.value):
+                raise ValueError("in needs a non-empty list of tiers")
+            for item in values:
+                if item not in VALUE_TIERS:
+                    raise ValueError(f"value must be one of {', '.join(VALUE_TIERS)}")
+            return self
+        if self.op == "in":
+            raise ValueError(f"{self.trait} takes eq, ne, gt, gte, lt or lte")
+        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+            raise ValueError(f"{self.trait} needs a number")
+        if not math.isfinite(self.value):
+            raise ValueError(f"{self.trait} needs a finite number")
+        return self
 
 
 Rule = Annotated[
