@@ -24,6 +24,18 @@ def counter_totals(*, workspace: Workspace, **dimensions) -> dict[str, int]:
     return {row["kind"]: row["total"] for row in rows}
 
 
+def journey_node_counts(*, workspace_id: int, journey_id: int) -> dict[tuple[str, str], int]:
+    """{(node id, kind): count} of the journey's message events over all days and
+    versions (the live numbers of the builder and the journey report)."""
+    rows = (
+        MessageCounter.objects.filter(workspace_id=workspace_id, journey_id=journey_id)
+        .exclude(node_id="")
+        .values_list("node_id", "kind")
+        .annotate(total=Sum("count"))
+    )
+    return {(node_id, kind): total for node_id, kind, total in rows}
+
+
 def conversion_attribution(*, workspace: Workspace, journey_id: int) -> dict:
     """The journey's conversions and revenue credited by first and by last touch:
     {"conversions", "revenue", "first_touch": {(node, channel): {conversions, revenue}},

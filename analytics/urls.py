@@ -4,4 +4,14 @@ from analytics import views
 
 urlpatterns = [
     path("analytics/", views.analytics_home, name="analytics_home"),
+    path("analytics/journeys/", views.analytics_journeys, name="analytics_journeys"),
+    path(
+        "analytics/journeys/<int:journey_id>/", views.analytics_journey, name="analytics_journey"
+    ),
+    path(
+        "analytics/journeys/<int:journey_id>/winner",
+        views.analytics_declare_winner,
+        name="analytics_declare_winner",
+    ),
+    path("analytics/channels/", views.analytics_channels, name="analytics_channels"),
 ]

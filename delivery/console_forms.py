@@ -160,6 +160,15 @@ class ChannelSettingsForm(forms.Form):
         label="Rate per second",
         help_text="How many messages per second this workspace may send here; empty for no limit.",
     )
+    cost_per_message = forms.DecimalField(
+        required=False,
+        min_value=0,
+        max_digits=10,
+        decimal_places=5,
+        label="Cost per message",
+        help_text="What the provider charges per message (e.g. 0.0079), for the channel "
+        "report's costs; empty if unknown.",
+    )
 
     def __init__(self, *args, channel_class, row=None, **kwargs):
         self.channel_class = channel_class
@@ -177,6 +186,7 @@ class ChannelSettingsForm(forms.Form):
             initial = {
                 "enabled": row.enabled,
                 "rate_per_second": row.rate_per_second,
+                "cost_per_message": row.cost_per_message,
                 **{k: v for k, v in (row.config or {}).items() if k not in self.secret_names},
             }
         else:

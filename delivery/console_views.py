@@ -209,6 +209,7 @@ def channel_edit(request: HttpRequest, channel: str) -> HttpResponse:
                     config=form.config(),
                     enabled=form.cleaned_data["enabled"],
                     rate_per_second=form.cleaned_data["rate_per_second"],
+                    cost_per_message=form.cleaned_data["cost_per_message"],
                     context=AuditContext.from_request(request),
                 )
             except PydanticError as error:

@@ -237,6 +237,9 @@ class ChannelSettings(models.Model):
     secrets = models.TextField(blank=True)
     # Messages per second this workspace may send on the channel (empty: no limit).
     rate_per_second = models.PositiveIntegerField(null=True, blank=True)
+    # What one message costs the workspace here (its provider's price), for the
+    # channel report's cost per message and per conversion; null: not configured.
+    cost_per_message = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
     hook_token = models.CharField(max_length=43, unique=True)
     updated_at = models.DateTimeField(default=timezone.now)
 

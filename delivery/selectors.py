@@ -48,6 +48,17 @@ def channel_settings_all(*, workspace: Workspace) -> dict:
     return {row.channel: row for row in ChannelSettings.objects.filter(workspace=workspace)}
 
 
+def channel_costs(*, workspace: Workspace) -> dict:
+    """{channel: cost per message} for the channels whose cost the workspace entered."""
+    from delivery.models import ChannelSettings
+
+    return dict(
+        ChannelSettings.objects.filter(
+            workspace=workspace, cost_per_message__isnull=False
+        ).values_list("channel", "cost_per_message")
+    )
+
+
 def channel_settings_for_hook(*, channel: str, hook_token: str):
     """The settings a provider's callback URL names (the token is its credential, as an
     unsubscribe token is), with the workspace; None for an unknown token."""

@@ -89,10 +89,11 @@ def message_status_record(
         message_event_record(
             message=message, kind=status, at=at, data=_event_data(reason=reason, code=code)
         )
-        if message.journey_id is not None:
-            from journeys.live import journey_touched
+        from journeys.live import journey_touched
 
-            transaction.on_commit(lambda: journey_touched([message.journey_id]))
+        transaction.on_commit(
+            lambda: journey_touched([message.journey_id], workspace_ids=[message.workspace_id])
+        )
         if message.enrollment_id is not None:
             # After commit, in a transaction of its own: a send job must not collect
             # enrollment locks (the executor takes them in another order). A wake lost
@@ -651,10 +652,9 @@ def _finish_queued(
     if not moved:
         return False
     message.status = status
-    if message.journey_id is not None:
-        from journeys.live import journey_touched
+    from journeys.live import journey_touched
 
-        journey_touched([message.journey_id])
+    journey_touched([message.journey_id], workspace_ids=[message.workspace_id])
     if message.enrollment_id is not None:
         journeys_for_message_outcome(message_id=message.pk, enrollment_id=message.enrollment_id)
     return True
@@ -951,6 +951,7 @@ def channel_settings_save(
     context,
     enabled: bool = True,
     rate_per_second: int | None = None,
+    cost_per_message=None,
 ):
     """Save a workspace's settings of a channel: `config` is checked against the
     channel's schema (pydantic's ValidationError names each bad field); secret fields
@@ -986,7 +987,12 @@ def channel_settings_save(
             if getattr(validated, name) is not None
         }
         before = (
-            {"config": row.config, "enabled": row.enabled, "rate": row.rate_per_second}
+            {
+                "config": row.config,
+                "enabled": row.enabled,
+                "rate": row.rate_per_second,
+                "cost": _plain_cost(row.cost_per_message),
+            }
             if row is not None
             else None
         )
@@ -996,6 +1002,7 @@ def channel_settings_save(
             )
         changed_secrets = sorted(name for name in hidden if stored.get(name) != hidden[name])
         row.config, row.enabled, row.rate_per_second = plain, enabled, rate_per_second
+        row.cost_per_message = cost_per_message
         row.secrets = encrypt_json(hidden)
         row.updated_at = timezone.now()
         row.save()
@@ -1009,11 +1016,20 @@ def channel_settings_save(
             object_repr=f"{channel} settings",
             changes={
                 "before": before,
-                "after": {"config": plain, "enabled": enabled, "rate": rate_per_second},
+                "after": {
+                    "config": plain,
+                    "enabled": enabled,
+                    "rate": rate_per_second,
+                    "cost": _plain_cost(cost_per_message),
+                },
                 "secrets_changed": changed_secrets,
             },
         )
     return row
+
+
+def _plain_cost(cost) -> str | None:
+    return None if cost is None else str(cost)
 
 
 # --------------------------------------------------------------------------- provider callbacks

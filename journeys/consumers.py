@@ -46,14 +46,22 @@ def _metrics(journey) -> dict:
     return live.journey_metrics(journey=journey)
 
 
-class JourneyLiveConsumer(AsyncJsonWebsocketConsumer):
+class LiveNumbersConsumer(AsyncJsonWebsocketConsumer):
+    """A socket that sends numbers on connect, then at most every FRAME_INTERVAL while
+    pings on its group say they moved, and once more just after a burst. Subclasses
+    give `authorize` (the group to join, or None to refuse) and `frame`."""
+
+    async def authorize(self) -> str | None:
+        raise NotImplementedError
+
+    async def frame(self) -> dict:
+        raise NotImplementedError
+
     async def connect(self):
-        journey_id = int(self.scope["url_route"]["kwargs"]["journey_id"])
-        self.journey = await _journey_for(self.scope.get("user"), journey_id)
-        if self.journey is None:
+        self.group = await self.authorize()
+        if self.group is None:
             await self.close(code=4403)
             return
-        self.group = live.group_name(self.journey.pk)
         self.dirty = False
         self.flusher: asyncio.Task | None = None
         self.last_frame = 0.0
@@ -62,7 +70,7 @@ class JourneyLiveConsumer(AsyncJsonWebsocketConsumer):
         await self._send_frame()
 
     async def disconnect(self, code):
-        if getattr(self, "journey", None) is not None:
+        if getattr(self, "group", None) is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
             if self.flusher is not None:
                 self.flusher.cancel()
@@ -71,7 +79,7 @@ class JourneyLiveConsumer(AsyncJsonWebsocketConsumer):
         if content.get("type") == "refresh":  # the page asks after a long sleep
             await self._send_frame()
 
-    async def journey_changed(self, event):
+    async def numbers_changed(self, event):
         self.dirty = True
         if self.flusher is None or self.flusher.done():
             self.flusher = asyncio.create_task(self._flush())
@@ -89,5 +97,17 @@ class JourneyLiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def _send_frame(self):
         self.last_frame = asyncio.get_running_loop().time()
-        metrics = await _metrics(self.journey)
-        await self.send_json({"type": "metrics", "at": timezone.now().isoformat(), **metrics})
+        await self.send_json({**await self.frame(), "at": timezone.now().isoformat()})
+
+
+class JourneyLiveConsumer(LiveNumbersConsumer):
+    async def authorize(self) -> str | None:
+        journey_id = int(self.scope["url_route"]["kwargs"]["journey_id"])
+        self.journey = await _journey_for(self.scope.get("user"), journey_id)
+        return None if self.journey is None else live.group_name(self.journey.pk)
+
+    async def journey_changed(self, event):
+        await self.numbers_changed(event)
+
+    async def frame(self) -> dict:
+        return {"type": "metrics", **await _metrics(self.journey)}

@@ -166,7 +166,9 @@ def enroll(
         transaction.on_commit(lambda: advance_enqueue([enrollment.pk]))
     from journeys.live import journey_touched
 
-    transaction.on_commit(lambda: journey_touched([enrollment.journey_id]))
+    transaction.on_commit(
+        lambda: journey_touched([enrollment.journey_id], workspace_ids=[enrollment.workspace_id])
+    )
     return enrollment
 
 
@@ -234,6 +236,7 @@ def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
 
     failures: list[tuple[int, Exception]] = []
     touched: set[int] = set()
+    workspaces: set[int] = set()
     with transaction.atomic():
         # Lock the group's rows in one query (in id order, so groups never deadlock).
         enrollments = (
@@ -244,6 +247,7 @@ def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
         )
         for enrollment in enrollments:
             touched.add(enrollment.journey_id)
+            workspaces.add(enrollment.workspace_id)
             try:
                 with transaction.atomic():
                     _advance_one(enrollment, now)
@@ -252,7 +256,7 @@ def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
                 failures.append((enrollment.pk, error))
     for enrollment_id, error in failures:
         _record_failure(enrollment_id, error, now)
-    journey_touched(touched)
+    journey_touched(touched, workspace_ids=workspaces)
 
 
 # --------------------------------------------------------------------------- advancing

@@ -22,17 +22,35 @@ logger = logging.getLogger(__name__)
 PING_INTERVAL_MS = 100
 FRAME_INTERVAL = 0.25  # seconds between two frames to one builder
 GROUP = "journey-{}"
+WORKSPACE_GROUP = "workspace-metrics-{}"
 
 
 def group_name(journey_id: int) -> str:
     return GROUP.format(journey_id)
 
 
-def journey_touched(journey_ids) -> None:
-    """Tell the open builders of these journeys that their numbers moved. Never raises:
+def workspace_group_name(workspace_id: int) -> str:
+    return WORKSPACE_GROUP.format(workspace_id)
+
+
+def journey_touched(journey_ids, *, workspace_ids=()) -> None:
+    """Tell the open builders and journey reports of these journeys, and the open
+    analytics overviews of these workspaces, that their numbers moved. Never raises:
     live numbers are a view, and must not fail a send or a step."""
-    ids = {int(journey_id) for journey_id in journey_ids if journey_id}
-    if not ids:
+    pings = [
+        (f"journey-live:ping:{journey_id}", group_name(journey_id), "journey.changed")
+        for journey_id in sorted({int(journey_id) for journey_id in journey_ids if journey_id})
+    ] + [
+        (
+            f"workspace-live:ping:{workspace_id}",
+            workspace_group_name(workspace_id),
+            "metrics.changed",
+        )
+        for workspace_id in sorted(
+            {int(workspace_id) for workspace_id in workspace_ids if workspace_id}
+        )
+    ]
+    if not pings:
         return
     try:
         import django_rq
@@ -41,17 +59,17 @@ def journey_touched(journey_ids) -> None:
 
         redis = django_rq.get_connection("default")
         layer = get_channel_layer()
-        for journey_id in ids:
-            if redis.set(f"journey-live:ping:{journey_id}", 1, nx=True, px=PING_INTERVAL_MS):
-                async_to_sync(layer.group_send)(group_name(journey_id), {"type": "journey.changed"})
-    except Exception:  # Redis away: the builders catch up on the next change
-        logger.warning("could not publish the live numbers of journeys %s", sorted(ids))
+        for key, group, kind in pings:
+            if redis.set(key, 1, nx=True, px=PING_INTERVAL_MS):
+                async_to_sync(layer.group_send)(group, {"type": kind})
+    except Exception:  # Redis away: the pages catch up on the next change
+        logger.warning("could not publish live numbers (%s)", [group for _, group, _ in pings])
 
 
 def journey_metrics(*, journey) -> dict:
     """{"nodes": {node id: {entered, waiting, sent, delivered, opened, clicked, failed,
     converted}}, "totals": {entered, active, converted, sent, opened, clicked}}."""
-    from delivery.models import Message
+    from analytics.selectors import journey_node_counts
     from journeys.models import Enrollment, StepLog
 
     nodes: dict[str, dict[str, int]] = {}
@@ -100,24 +118,18 @@ def journey_metrics(*, journey) -> dict:
         counts = node(row["current_node"])
         counts["waiting"] = row["count"]
         counts["entered"] += row["unlogged"]
-    messages = (
-        Message.objects.filter(journey_id=journey.pk)
-        .exclude(node_id="")
-        .values("node_id")
-        .annotate(
-            sent=Count("id", filter=Q(sent_at__isnull=False)),
-            delivered=Count("id", filter=Q(delivered_at__isnull=False)),
-            opened=Count("id", filter=Q(opened_at__isnull=False)),
-            clicked=Count("id", filter=Q(clicked_at__isnull=False)),
-            failed=Count("id", filter=Q(status__in=("failed", "bounced"))),
-        )
-    )
+    # What the nodes' messages did, from the message counters (each message event
+    # counted once when stored): "failed" is failed or bounced.
     totals = {"sent": 0, "opened": 0, "clicked": 0}
-    for row in messages:
-        counts = node(row.pop("node_id"))
-        counts.update(row)
-        for key in totals:
-            totals[key] += row[key]
+    for (node_id, kind), count in journey_node_counts(
+        workspace_id=journey.workspace_id, journey_id=journey.pk
+    ).items():
+        key = "failed" if kind == "bounced" else kind
+        if key not in ("sent", "delivered", "opened", "clicked", "failed"):
+            continue
+        node(node_id)[key] += count
+        if key in totals:
+            totals[key] += count
     series = _hourly(journey_id=journey.pk)
     people = Enrollment.objects.filter(journey_id=journey.pk).aggregate(
         entered=Count("id"),

@@ -16,6 +16,7 @@ import {
   showProblems,
 } from "./canvas.js";
 import { openPublish } from "./publish.js";
+import { connectLive } from "../live_socket.js";
 
 const root = document.getElementById("journey-editor");
 const data = JSON.parse(document.getElementById("journey-editor-data").textContent);
@@ -615,24 +616,14 @@ document.querySelector("[data-action=live-panel-close]").addEventListener("click
   document.getElementById("je-livepanel").hidden = true;
 });
 
-// Reconnects with a growing pause after a drop; the server's first frame on every
-// connection carries the numbers as they are, so a reconnect catches up.
-function connectLive(delay = 1000) {
-  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${window.location.host}/ws/journeys/${data.journey.id}/`);
-  let opened = false;
-  socket.addEventListener("open", () => {
-    opened = true;
-  });
-  socket.addEventListener("message", (event) => {
-    const frame = JSON.parse(event.data);
-    if (frame.type === "metrics") showLive(frame);
-  });
-  socket.addEventListener("close", (event) => {
-    if (event.code === 4403) return; // not allowed: do not knock again
-    const badge = root.querySelector("[data-testid=live-totals]");
-    badge.dataset.state = "reconnecting";
-    setTimeout(() => connectLive(opened ? 1000 : Math.min(delay * 2, 15000)), opened ? 1000 : delay);
+function startLiveSocket() {
+  connectLive(`/ws/journeys/${data.journey.id}/`, {
+    onFrame: (frame) => {
+      if (frame.type === "metrics") showLive(frame);
+    },
+    onState: (state) => {
+      if (state === "reconnecting") root.querySelector("[data-testid=live-totals]").dataset.state = "reconnecting";
+    },
   });
 }
 
@@ -660,7 +651,7 @@ let liveStarted = false;
 function startLive() {
   if (liveStarted) return;
   liveStarted = true;
-  connectLive();
+  startLiveSocket();
 }
 if (data.journey.liveVersion) startLive();
 document.addEventListener("journey:published", startLive);
