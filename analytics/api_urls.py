@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from analytics import api
+from analytics import api, export_api
+from analytics import funnel_api
 
 urlpatterns = [
     path(
@@ -15,4 +16,7 @@ urlpatterns = [
         api.JourneyExperimentWinnerApi.as_view(),
         name="api_journey_experiment_winner",
     ),
+    path("exports/<str:table>", export_api.WarehouseExportApi.as_view(), name="api_exports"),
+    path("metrics/funnel", funnel_api.FunnelApi.as_view(), name="api_metrics_funnel"),
+    path("metrics/retention", funnel_api.RetentionApi.as_view(), name="api_metrics_retention"),
 ]

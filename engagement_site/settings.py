@@ -429,7 +429,18 @@ SCHEDULER_DUTIES: list[str] = [
     "journeys.executor.scheduler_duty",
     "delivery.services.scheduler_duty",
     "analytics.value.scheduler_duty",  # daily customer value per workspace
+    "analytics.exports.scheduler_duty",
 ]
+
+# Warehouse exports (docs/analytics.md): once a UTC day is over, each workspace's
+# messages, message events and events of that day go to files under this directory
+# (unset: no scheduled export). Must be an absolute path.
+WAREHOUSE_EXPORT_DIR = env_str("WAREHOUSE_EXPORT_DIR")
+if WAREHOUSE_EXPORT_DIR and not Path(WAREHOUSE_EXPORT_DIR).is_absolute():
+    raise ImproperlyConfigured(
+        f"WAREHOUSE_EXPORT_DIR={WAREHOUSE_EXPORT_DIR!r} is not an absolute path"
+    )
+WAREHOUSE_EXPORT_FORMAT = env_str("WAREHOUSE_EXPORT_FORMAT", "parquet", choices=("csv", "parquet"))
 
 # --------------------------------------------------------------------------- ingestion
 
