@@ -411,3 +411,159 @@ def test_retention_refuses_bad_input_naming_the_field(cohorts, arguments, field,
     with pytest.raises(ReportInputError) as refusal:
         retention_report(**query)
     assert (refusal.value.field, refusal.value.message) == (field, message)
+
+
+# --------------------------------------------------------------------------- API
+
+
+def api_client(space, role: str = "viewer"):
+    from django.test import Client
+
+    from engagement_site.workspaces.services import AuditContext, api_key_create
+
+    key = api_key_create(
+        workspace=space, kind="secret", name=role, role=role, context=AuditContext.system("test")
+    )[1]
+    return Client(headers={"Authorization": f"Bearer {key}"})
+
+
+def post(client, url: str, body: dict):
+    return client.post(url, body, content_type="application/json")
+
+
+FUNNEL = {
+    "steps": [{"event": "view"}, {"event": "cart"}, {"event": "buy"}],
+    "start": "2026-03-01",
+    "end": "2026-03-31",
+    "window_days": 7,
+}
+
+
+def test_funnel_api_answers_the_callers_workspace_only(shop, other_workspace):
+    response = post(api_client(shop), "/api/v1/metrics/funnel", FUNNEL)
+    assert response.status_code == 200
+    assert response.json() == {
+        "start": "2026-03-01",
+        "end": "2026-03-31",
+        "window_days": 7,
+        "time_zone": "UTC",
+        "steps": [
+            {"event": "view", "people": 6, "conversion_from_previous": None,
+             "conversion_from_first": 1.0, "median_seconds_from_previous": None},
+            {"event": "cart", "people": 4, "conversion_from_previous": 4 / 6,
+             "conversion_from_first": 4 / 6, "median_seconds_from_previous": 5400.0},
+            {"event": "buy", "people": 2, "conversion_from_previous": 0.5,
+             "conversion_from_first": 2 / 6, "median_seconds_from_previous": 84600.0},
+        ],
+        "breakdown": [],
+    }  # fmt: skip
+    # The other workspace's key: its own eight twins, all converting.
+    theirs = post(api_client(other_workspace), "/api/v1/metrics/funnel", FUNNEL).json()
+    assert [step["people"] for step in theirs["steps"]] == [8, 8, 8]
+
+
+def test_funnel_api_breakdown_and_filters(shop):
+    body = {
+        **FUNNEL,
+        "steps": [
+            {"event": "view"},
+            {"event": "buy", "filters": [{"property": "amount", "op": "gte", "value": 30}]},
+        ],
+        "breakdown": "property",
+        "breakdown_path": "amount",
+    }
+    response = post(api_client(shop), "/api/v1/metrics/funnel", body)
+    assert response.status_code == 200
+    # The views carry no amount: one group, "(none)"; a (30) and e (80) buy within 7 days.
+    assert [(g["value"], g["is_other"], [s["people"] for s in g["steps"]])
+            for g in response.json()["breakdown"]] == [("(none)", False, [6, 2])]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "errors"),
+    [
+        ({"steps": [{"event": "view"}]}, {"steps": {"non_field_errors": ["Ensure this field has at least 2 elements."]}}),
+        ({"steps": [{"event": "view"}, {"event": "nope"}]},
+         {"steps[1].event": ["no event named 'nope' in this workspace"]}),
+        ({"window_days": 0}, {"window_days": ["Ensure this value is greater than or equal to 1."]}),
+        ({"window_days": 91}, {"window_days": ["Ensure this value is less than or equal to 90."]}),
+        ({"start": "2026-04-01"}, {"end": ["must be on or after the start date"]}),
+        ({"start": "March"}, {"start": ["Date has wrong format. Use one of these formats instead: YYYY-MM-DD."]}),
+        ({"steps": [{"event": "view"}, {"event": "buy", "filters": [{"property": "amount", "op": "near"}]}]},
+         {"steps": {"1": {"filters": ["filters[0].op: Input should be 'eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'contains', 'in', 'exists', 'not_exists', 'before', 'after' or 'within_last_days'"]}}}),
+        ({"breakdown": "city"}, {"breakdown": ['"city" is not a valid choice.']}),
+    ],
+)  # fmt: skip
+def test_funnel_api_refuses_bad_input_naming_the_field(shop, change, errors):
+    response = post(api_client(shop), "/api/v1/metrics/funnel", {**FUNNEL, **change})
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid", "message": "The request has invalid fields.", "errors": errors
+    }  # fmt: skip
+
+
+def test_retention_api_with_exact_shares(cohorts):
+    body = {"start": "2026-03-09", "end": "2026-03-15", "weeks": 1,
+            "return_event": {"event": "open"}}  # fmt: skip
+    response = post(api_client(cohorts, "analyst"), "/api/v1/metrics/retention", body)
+    assert response.status_code == 200
+    assert response.json() == {
+        "start": "2026-03-09",
+        "end": "2026-03-15",
+        "weeks": 1,
+        "time_zone": "Europe/Berlin",
+        "start_event": "",
+        "return_event": "open",
+        "cohorts": [
+            {"week_start": "2026-03-09", "size": 1, "retained": [1, 1], "shares": [1.0, 1.0]}
+        ],
+        "average": [1.0, 1.0],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "errors"),
+    [
+        ({"weeks": 13}, {"weeks": ["Ensure this value is less than or equal to 12."]}),
+        ({"return_event": {"event": "nope"}}, {"return_event": ["no event named 'nope' in this workspace"]}),
+        ({"start_event": {"filters": []}}, {"start_event": {"event": ["This field is required."]}}),
+    ],
+)  # fmt: skip
+def test_retention_api_refuses_bad_input_naming_the_field(cohorts, change, errors):
+    body = {"start": "2026-03-02", "end": "2026-03-22", **change}
+    response = post(api_client(cohorts), "/api/v1/metrics/retention", body)
+    assert (response.status_code, response.json()["errors"]) == (400, errors)
+
+
+def test_reports_api_needs_a_member_of_the_workspace(shop, other_workspace, owner_client):
+    from django.test import Client
+
+    anonymous = Client().post(
+        "/api/v1/metrics/funnel", FUNNEL, content_type="application/json",
+        headers={"X-Workspace": shop.slug},
+    )  # fmt: skip
+    assert (anonymous.status_code, anonymous.json()["code"]) == (404, "not_found")
+    # A session of Acme's owner naming Globex: no such workspace for them.
+    response = owner_client.post(
+        "/api/v1/metrics/funnel", FUNNEL, content_type="application/json",
+        headers={"X-Workspace": other_workspace.slug},
+    )  # fmt: skip
+    assert response.status_code == 404
+    response = owner_client.post(
+        "/api/v1/metrics/retention", {}, content_type="application/json",
+        headers={"X-Workspace": shop.slug},
+    )  # fmt: skip
+    assert response.status_code == 200
+
+
+def test_reports_api_is_in_the_openapi_schema(owner_client):
+    schema = owner_client.get("/api/schema/", {"format": "json"}).json()
+    funnel = schema["paths"]["/api/v1/metrics/funnel"]["post"]
+    retention = schema["paths"]["/api/v1/metrics/retention"]["post"]
+    assert (funnel["summary"], retention["summary"]) == (
+        "A funnel over events",
+        "Weekly cohort retention",
+    )
+    properties = schema["components"]["schemas"]["FunnelInputRequest"]["properties"]
+    assert properties["steps"]["description"] == "2 to 6 steps, in order."
+    assert (properties["window_days"]["minimum"], properties["window_days"]["maximum"]) == (1, 90)
