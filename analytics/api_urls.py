@@ -17,6 +17,7 @@ urlpatterns = [
         name="api_journey_experiment_winner",
     ),
     path("exports/<str:table>", export_api.WarehouseExportApi.as_view(), name="api_exports"),
+    path("exports/<str:table>", export_api.WarehouseExportApi.as_view(), name="api_exports"),
     path("metrics/funnel", funnel_api.FunnelApi.as_view(), name="api_metrics_funnel"),
     path("metrics/retention", funnel_api.RetentionApi.as_view(), name="api_metrics_retention"),
 ]
