@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
+from django.db import connection
 from rq import SimpleWorker
 
 from analytics import exports
@@ -353,11 +354,21 @@ def test_rows_are_read_and_written_in_chunks(workspace, tmp_path, frozen):
         )  # fmt: skip
     for file_format in ("parquet", "csv"):
         sizes: list[int] = []
+        open_cursors: list[int] = []
+
+        def chunk_written(size: int, sizes=sizes, open_cursors=open_cursors) -> None:
+            sizes.append(size)
+            # The rows come from a server-side cursor, open while the file is written
+            # (closed once its last rows were fetched).
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_cursors WHERE name LIKE '_django_curs_%%'")
+                open_cursors.append(cursor.fetchone()[0])
+
         written = exports.warehouse_partition_write(
             workspace=workspace, table="events", day=DAY3, file_format=file_format,
-            root=tmp_path / file_format, chunk_size=2, on_chunk=sizes.append,
+            root=tmp_path / file_format, chunk_size=2, on_chunk=chunk_written,
         )  # fmt: skip
-        assert (written.rows, written.chunks, sizes) == (5, 3, [2, 2, 1])
+        assert (written.rows, written.chunks, sizes, open_cursors) == (5, 3, [2, 2, 1], [1, 1, 0])
     # One Parquet row group per chunk: the day never was one batch in memory.
     parquet = pq.ParquetFile(tmp_path / "parquet/acme/events/date=2026-12-03/part-00000.parquet")
     assert [parquet.metadata.row_group(i).num_rows for i in range(3)] == [2, 2, 1]
