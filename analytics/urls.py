@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analytics import views
+from analytics import funnel_views, views
 
 urlpatterns = [
     path("analytics/", views.analytics_home, name="analytics_home"),
@@ -14,4 +14,6 @@ urlpatterns = [
         name="analytics_declare_winner",
     ),
     path("analytics/channels/", views.analytics_channels, name="analytics_channels"),
+    path("analytics/funnels/", funnel_views.analytics_funnels, name="analytics_funnels"),
+    path("analytics/retention/", funnel_views.analytics_retention, name="analytics_retention"),
 ]

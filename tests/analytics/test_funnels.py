@@ -567,3 +567,109 @@ def test_reports_api_is_in_the_openapi_schema(owner_client):
     properties = schema["components"]["schemas"]["FunnelInputRequest"]["properties"]
     assert properties["steps"]["description"] == "2 to 6 steps, in order."
     assert (properties["window_days"]["minimum"], properties["window_days"]["maximum"]) == (1, 90)
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def page(client, name: str, space, query: str = ""):
+    from django.urls import reverse
+
+    return client.get(reverse(name, kwargs={"workspace_slug": space.slug}) + query)
+
+
+FUNNEL_QUERY = "?event=view&event=cart&event=buy&start=2026-03-01&end=2026-03-31&window_days=7"
+
+
+def test_funnel_page_shows_the_steps_charts_and_csv(shop, owner_client):
+    response = page(owner_client, "analytics_funnels", shop, FUNNEL_QUERY)
+    assert response.status_code == 200
+    assert [(row["step"].people, row["median"]) for row in response.context["step_rows"]] == [
+        (6, "—"),
+        (4, "1 h 30 min"),
+        (2, "23 h 30 min"),
+    ]
+    html = response.content.decode()
+    assert '<td class="num">66.7%</td>' in html and '<td class="num">33.3%</td>' in html
+    assert [chart.key for chart in response.context["charts"]] == ["people", "conversion", "time"]
+    assert '<datalist id="event-names"><option value="buy"><option value="cart">' in html
+    csv = page(owner_client, "analytics_funnels", shop, FUNNEL_QUERY + "&csv=people")
+    assert csv["Content-Type"] == "text/csv"
+    assert b"".join(csv.streaming_content).decode() == (
+        "Step,People\r\n1. view,6\r\n2. cart,4\r\n3. buy,2\r\n"
+    )
+
+
+def test_funnel_page_filter_and_breakdown(shop, owner_client):
+    query = FUNNEL_QUERY + "&property=&property=&property=amount&value=&value=&value=80"
+    query += "&breakdown=property&breakdown_path=amount"
+    response = page(owner_client, "analytics_funnels", shop, query)
+    report = response.context["report"]
+    assert [step.people for step in report.steps] == [6, 4, 1]  # only e's buy of 80
+    assert [(g.value, [s.people for s in g.steps]) for g in report.breakdown] == [
+        ("(none)", [6, 4, 1])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("?event=view", "Steps: a funnel needs at least 2 steps"),
+        ("?event=view&event=nope", "Step 2: no event named &#x27;nope&#x27; in this workspace"),
+        ("?event=view&event=cart&window_days=0",
+         "Conversion window: Ensure this value is greater than or equal to 1."),
+        ("?event=view&event=cart&start=2026-03-02&end=2026-03-01",
+         "End: The end comes before the start."),
+        ("?event=view&event=cart&breakdown=trait&breakdown_path=.x",
+         "Breakdown by: must be a dotted path without empty parts"),
+    ],
+)  # fmt: skip
+def test_funnel_page_names_the_field_of_bad_input(shop, owner_client, query, message):
+    response = page(owner_client, "analytics_funnels", shop, query)
+    assert response.status_code == 200
+    assert response.context["report"] is None
+    assert message in response.content.decode()
+
+
+def test_funnel_and_retention_pages_are_for_members_only(shop, other_workspace, outsider):
+    from tests.conftest import logged_in
+
+    client = logged_in(outsider)
+    assert page(client, "analytics_funnels", shop, FUNNEL_QUERY).status_code == 404
+    assert page(client, "analytics_retention", shop).status_code == 404
+    assert page(client, "analytics_funnels", other_workspace).status_code == 200
+
+
+def test_retention_page_heat_map_and_csv(cohorts, owner_client):
+    query = "?start=2026-03-02&end=2026-03-22&weeks=3"
+    response = page(owner_client, "analytics_retention", cohorts, query)
+    assert response.status_code == 200
+    rows = response.context["heat_rows"]
+    assert [(row["size"], [cell["share"] for cell in row["cells"]]) for row in rows] == [
+        (4, [0.25, 0.5, 0.25, 0.25]),
+        (1, [1.0, 1.0, 0.0, 0.0]),
+        (1, [0.0, 1.0, 1.0, 0.0]),
+    ]
+    html = response.content.decode()
+    assert 'style="--heat: 0.425" title="2 of 4">50.0%</td>' in html
+    csv = page(owner_client, "analytics_retention", cohorts, query + "&csv=cohorts")
+    assert b"".join(csv.streaming_content).decode() == (
+        "Cohort week,People,Week 0,Week 1,Week 2,Week 3\r\n"
+        "2026-03-02,4,0.25,0.5,0.25,0.25\r\n"
+        "2026-03-09,1,1.0,1.0,0.0,0.0\r\n"
+        "2026-03-16,1,0.0,1.0,1.0,0.0\r\n"
+    )
+    average = page(owner_client, "analytics_retention", cohorts, query + "&csv=average")
+    assert (
+        b"".join(average.streaming_content).decode().splitlines()[1] == "Week 0,0.3333333333333333"
+    )
+
+
+def test_retention_page_names_an_unknown_event(cohorts, owner_client):
+    response = page(owner_client, "analytics_retention", cohorts, "?return_event=nope&weeks=4")
+    assert response.context["report"] is None
+    assert "Return event: no event named &#x27;nope&#x27; in this workspace" in (
+        response.content.decode()
+    )
+    response = page(owner_client, "analytics_retention", cohorts, "?weeks=13")
+    assert "Weeks: Ensure this value is less than or equal to 12." in response.content.decode()
