@@ -4,6 +4,7 @@ from django.urls import path
 
 from analytics import api, export_api
 from analytics import funnel_api
+from analytics import value_api
 
 urlpatterns = [
     path(
@@ -19,4 +20,10 @@ urlpatterns = [
     path("exports/<str:table>", export_api.WarehouseExportApi.as_view(), name="api_exports"),
     path("metrics/funnel", funnel_api.FunnelApi.as_view(), name="api_metrics_funnel"),
     path("metrics/retention", funnel_api.RetentionApi.as_view(), name="api_metrics_retention"),
+    path("value-report", value_api.ValueReportApi.as_view(), name="api_value_report"),
+    path(
+        "profiles/<int:profile_id>/value",
+        value_api.ProfileValueApi.as_view(),
+        name="api_profile_value",
+    ),
 ]

@@ -14,6 +14,7 @@ urlpatterns = [
         name="analytics_declare_winner",
     ),
     path("analytics/channels/", views.analytics_channels, name="analytics_channels"),
+    path("analytics/value/", value_views.analytics_value, name="analytics_value"),
     path("analytics/funnels/", funnel_views.analytics_funnels, name="analytics_funnels"),
     path("analytics/retention/", funnel_views.analytics_retention, name="analytics_retention"),
 ]

@@ -119,7 +119,7 @@ def value_settings_update(
         }
         audit_record(
             context=context,
-            action="analytics.value_settings",
+            action="value.settings",
             workspace=workspace,
             target=current,
             changes=changes,
@@ -539,7 +539,9 @@ def value_report_json(report: dict[str, Any]) -> str:
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    lines += [
+        "| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows
+    ]
     return lines
 
 
@@ -617,7 +619,7 @@ def value_report_export_record(
     """Audit a download of the value report (it names customers and their value)."""
     audit_record(
         context=context,
-        action="analytics.value_export",
+        action="value.export",
         workspace=workspace,
         object_type="analytics.ValueReport",
         object_repr=f"Customer value report ({export_format})",

@@ -144,8 +144,8 @@ def test_the_error_names_the_offending_rule_by_its_path():
             "rules[0] (message_engagement): not available yet: needs delivery",
         ),
         (
-            {"type": "computed_trait", "trait": "ltv", "op": "gt", "value": 100},
-            "root (computed_trait): not available yet: needs analytics",
+            {"type": "computed_trait", "trait": "value_tier", "op": "gt", "value": "loyal"},
+            "root (computed_trait): value_tier takes eq, ne or in",
         ),
     ],
 )
