@@ -7,6 +7,9 @@ another workspace's rows never leak."""
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -662,3 +665,30 @@ def test_the_export_endpoint_is_in_the_openapi_schema(client, db):
     parameters = {parameter["name"]: parameter for parameter in operation["parameters"]}
     assert sorted(parameters) == ["format", "since", "table", "until"]
     assert parameters["table"]["schema"]["enum"] == ["events", "message_events", "messages"]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"WAREHOUSE_EXPORT_DIR": "exports"},
+         "WAREHOUSE_EXPORT_DIR='exports' is not an absolute path"),
+        ({"WAREHOUSE_EXPORT_FORMAT": "xlsx"},
+         "WAREHOUSE_EXPORT_FORMAT='xlsx' is not valid: expected one of csv, parquet"),
+        ({"WAREHOUSE_EXPORT_DIR": "/srv/exports", "WAREHOUSE_EXPORT_FORMAT": "csv"}, None),
+    ],
+)  # fmt: skip
+def test_the_export_settings_are_parsed_strictly(environment, message):
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+         "print(settings.WAREHOUSE_EXPORT_DIR, settings.WAREHOUSE_EXPORT_FORMAT)"],
+        cwd=Path(__file__).resolve().parents[2], env={**os.environ, **environment},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if message is None:
+        assert (loaded.returncode, loaded.stdout) == (0, "/srv/exports csv\n")
+    else:
+        assert loaded.returncode == 1
+        assert f"ImproperlyConfigured: {message}" in loaded.stderr
