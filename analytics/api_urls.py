@@ -4,7 +4,7 @@ from django.urls import path
 
 from analytics import api, export_api
 from analytics import funnel_api
-from analytics import value_api
+from analytics import metrics_api, value_api
 
 urlpatterns = [
     path(
@@ -17,6 +17,13 @@ urlpatterns = [
         api.JourneyExperimentWinnerApi.as_view(),
         name="api_journey_experiment_winner",
     ),
+    path("metrics", metrics_api.MetricsApi.as_view(), name="api_metrics"),
+    path(
+        "journeys/<int:journey_id>/metrics",
+        metrics_api.JourneyMetricsApi.as_view(),
+        name="api_journey_metrics",
+    ),
+    path("conversions", metrics_api.ConversionListApi.as_view(), name="api_conversions"),
     path("exports/<str:table>", export_api.WarehouseExportApi.as_view(), name="api_exports"),
     path("metrics/funnel", funnel_api.FunnelApi.as_view(), name="api_metrics_funnel"),
     path("metrics/retention", funnel_api.RetentionApi.as_view(), name="api_metrics_retention"),

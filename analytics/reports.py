@@ -18,7 +18,8 @@ from django.db.models.functions import TruncDate
 
 from analytics.charts import Chart, Series
 from analytics.filters import DateRange
-from analytics.models import Conversion, MessageCounter
+from analytics.models import MessageCounter
+from analytics.selectors import workspace_conversions
 from engagement_site.workspaces.models import Workspace
 
 # The kinds the dashboards show, in funnel order.
@@ -57,12 +58,12 @@ def _counters(
 
 
 def _conversions(*, workspace: Workspace, date_range: DateRange, journey_id: int | None = None):
-    rows = Conversion.objects.filter(
-        workspace=workspace, at__gte=date_range.starts_at, at__lt=date_range.ends_before
+    return workspace_conversions(
+        workspace=workspace,
+        starts_at=date_range.starts_at,
+        ends_before=date_range.ends_before,
+        journey_id=journey_id,
     )
-    if journey_id:
-        rows = rows.filter(journey_id=journey_id)
-    return rows
 
 
 def rates(totals: dict) -> dict:
@@ -402,3 +403,75 @@ def journey_report(*, workspace: Workspace, journey, date_range: DateRange) -> d
         "range": totals,
         "charts": charts,
     }
+
+
+GROUPINGS = ("day", "journey", "version", "node", "variant", "channel")
+_COUNTER_FIELDS = {
+    "day": "day",
+    "journey": "journey_id",
+    "version": "journey_version_id",
+    "node": "node_id",
+    "variant": "variant",
+    "channel": "channel",
+}
+# A conversion is credited to its last touch (none: the journey itself).
+_CONVERSION_FIELDS = {
+    "journey": "journey_id",
+    "version": "journey_version_id",
+    "node": "last_touch__node_id",
+    "variant": "last_touch__variant",
+    "channel": "last_touch__channel",
+}
+
+
+def metric_rows(
+    *,
+    workspace: Workspace,
+    date_range: DateRange,
+    group_by: list[str],
+    channel: str | None = None,
+    journey_id: int | None = None,
+) -> list[dict]:
+    """Counts of every kind plus conversions and revenue (credited to the last touch),
+    grouped by the given dimensions (GROUPINGS), in dimension order."""
+    counter_fields = [_COUNTER_FIELDS[name] for name in group_by]
+    rows: dict[tuple, dict] = {}
+
+    def row(key: tuple) -> dict:
+        if key not in rows:
+            rows[key] = {
+                **dict(zip(group_by, key, strict=True)),
+                **dict.fromkeys((*KINDS, "conversions"), 0),
+                "revenue": Decimal(0),
+            }
+        return rows[key]
+
+    counters = _counters(
+        workspace=workspace, date_range=date_range, channel=channel, journey_id=journey_id
+    )
+    for values in counters.values_list(*counter_fields, "kind").annotate(n=Sum("count")):
+        *key, kind, count = values
+        row(tuple(key))[kind] += count
+    conversions = _conversions(workspace=workspace, date_range=date_range, journey_id=journey_id)
+    if channel:
+        conversions = conversions.filter(last_touch__channel=channel)
+    conversion_fields = []
+    for name in group_by:
+        if name == "day":
+            conversions = conversions.annotate(day=TruncDate("at", tzinfo=date_range.zone))
+            conversion_fields.append("day")
+        else:
+            conversion_fields.append(_CONVERSION_FIELDS[name])
+    for values in conversions.values_list(*conversion_fields).annotate(
+        n=Count("id"), revenue=Sum("revenue")
+    ):
+        *key, count, revenue = values
+        key = tuple("" if value is None and name in ("node", "variant", "channel") else value
+                    for name, value in zip(group_by, key, strict=True))  # fmt: skip
+        target = row(key)
+        target["conversions"] += count
+        target["revenue"] += revenue or 0
+    result = sorted(rows.values(), key=lambda item: tuple(str(item[name]) for name in group_by))
+    for item in result:
+        item["rates"] = rates(item)
+    return result

@@ -36,6 +36,15 @@ def journey_node_counts(*, workspace_id: int, journey_id: int) -> dict[tuple[str
     return {(node_id, kind): total for node_id, kind, total in rows}
 
 
+def workspace_conversions(*, workspace: Workspace, starts_at, ends_before, journey_id=None):
+    """The workspace's conversions at or after `starts_at` and before `ends_before`
+    (one journey's when given)."""
+    from analytics.models import Conversion
+
+    rows = Conversion.objects.filter(workspace=workspace, at__gte=starts_at, at__lt=ends_before)
+    return rows.filter(journey_id=journey_id) if journey_id else rows
+
+
 def conversion_attribution(*, workspace: Workspace, journey_id: int) -> dict:
     """The journey's conversions and revenue credited by first and by last touch:
     {"conversions", "revenue", "first_touch": {(node, channel): {conversions, revenue}},
