@@ -625,3 +625,30 @@ def value_report_export_record(
         object_repr=f"Customer value report ({export_format})",
         changes={"format": export_format},
     )
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def value_demo_configure(*, workspace: Workspace) -> int:
+    """The demo shop (segments/demo.py) names its events in snake_case and spans 60
+    days: point the settings at its events, with thresholds that fit two months of
+    orders, and compute the values now. Returns the profiles computed."""
+    settings = value_settings_get(workspace=workspace)
+    settings.revenue_events = ["order_completed"]
+    settings.revenue_properties = ["revenue", "total"]
+    settings.touchpoint_events = {
+        "email": ["email_opened", "email_clicked"],
+        "web": [],
+        "mobile": ["push_opened", "logged_in"],
+        "social": ["shared"],
+        "support": ["support_ticket"],
+        "purchase": ["order_completed"],
+        "review": ["review_written"],
+    }
+    settings.engagement_window_days = 60
+    settings.high_ltv, settings.medium_ltv = Decimal("250"), Decimal("50")
+    settings.high_engagement = Decimal("50")
+    settings.at_risk_days, settings.lost_days = 14, 45
+    settings.save()
+    return customer_value_compute(workspace=workspace)

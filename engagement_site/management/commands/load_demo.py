@@ -28,6 +28,9 @@ class Command(BaseCommand):
         from delivery.demo import demo_delivery_create
 
         messages = demo_delivery_create(workspace=workspace)
+        from analytics.value import value_demo_configure
+
+        value_demo_configure(workspace=workspace)
         self.stdout.write(
             f"Demo workspace '{workspace.slug}' ready in {time.monotonic() - started:.0f}s: "
             f"{counts['profiles']} profiles, {counts['events']} events, {messages} new messages. "
