@@ -290,6 +290,9 @@ class CsvWriter:
             for row in rows
         )
 
+    def close(self) -> None:
+        """The caller owns the text handle and closes it."""
+
 
 class ParquetWriter:
     """One row group per chunk, with the table's explicit Arrow schema."""
@@ -339,8 +342,7 @@ def rows_write(
             if on_chunk is not None:
                 on_chunk(len(chunk))
     finally:
-        if hasattr(writer, "close"):
-            writer.close()
+        writer.close()
     return total, chunks
 
 
@@ -484,8 +486,15 @@ def warehouse_export(
         for name in names
         for day in _days(since, until)
     ]
-    _audit(workspace=workspace, context=context, written=written, file_format=file_format,
-           destination=str(root), since=since, until=until)  # fmt: skip
+    _audit(
+        workspace=workspace,
+        context=context,
+        written=written,
+        file_format=file_format,
+        destination=str(root),
+        since=since,
+        until=until,
+    )
     return written
 
 
