@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 import random
 import statistics
 import threading
@@ -89,8 +90,8 @@ class Plan:
         return f"{self.database}_stream"
 
 
-FULL = Plan("eng_bench_analytics", 1_000_000, 100_000, 2_000, 5, 40)
-QUICK = Plan("eng_bench_analytics_quick", 100_000, 10_000, 600, 3, 20)
+FULL = Plan("eng_bench_analytics", 1_000_000, 100_000, 600, 3, 40)
+QUICK = Plan("eng_bench_analytics_quick", 100_000, 10_000, 200, 3, 20)
 
 
 def _log(message: str) -> None:
@@ -375,6 +376,8 @@ def _counters_run(
         "calls_per_s": round(calls / elapsed, 1),
         "lock_wait_share": sampler.share(),
         "lock_waits": dict(sampler.waiting),
+        # The machine's 1-minute load average after the run (other work shows here).
+        "load_average": round(os.getloadavg()[0], 2),
     }
     if events != expected or stored_by_service != expected:
         raise AssertionError(f"analytics counters: expected {expected} events stored: {result}")
@@ -383,19 +386,71 @@ def _counters_run(
     return result
 
 
+def _trigger_cost(setup, *, events: int, repetitions: int) -> dict[str, Any]:
+    """The trigger's own time per event, from PostgreSQL's EXPLAIN ANALYZE of one
+    INSERT of `events` sent events (hot: one journey / node / day), with the trigger and
+    without: server time only, so the Python client's noise is not in it."""
+    from django.db import connection
+
+    workspace_id, journeys, profile_id = setup
+    statement = (
+        "EXPLAIN (ANALYZE, FORMAT JSON) INSERT INTO delivery_messageevent"
+        " (workspace_id, message_id, kind, at, data)"
+        " SELECT workspace_id, id, 'sent', now(), '{}'::jsonb FROM delivery_message"
+    )
+    counted: list[float] = []
+    trigger: list[float] = []
+    uncounted: list[float] = []
+    for _ in range(repetitions):
+        for enabled in (True, False):
+            _stream_messages(workspace_id, profile_id, journeys, events, 1, "hot")
+            _trigger(enabled)
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+                plan = cursor.fetchone()[0][0]
+            _trigger(True)
+            per_event = plan["Execution Time"] / events
+            if enabled:
+                counted.append(per_event * 1000)
+                calls = sum(
+                    t["Calls"] for t in plan.get("Triggers", ()) if t["Trigger Name"] == TRIGGER
+                )
+                if calls != events:
+                    raise AssertionError(f"analytics trigger: {calls} calls for {events} events")
+                trigger.append(
+                    sum(t["Time"] for t in plan["Triggers"] if t["Trigger Name"] == TRIGGER)
+                    / events
+                    * 1000
+                )
+            else:
+                uncounted.append(per_event * 1000)
+    return {
+        "events": events,
+        "insert_us_per_event_counted": _spread(counted),
+        "insert_us_per_event_uncounted": _spread(uncounted),
+        "trigger_us_per_event": _spread(trigger),
+    }
+
+
 def _counters(plan: Plan) -> dict[str, Any]:
-    configurations = [
-        *(("hot", n, True) for n in WRITERS),
-        ("spread", max(WRITERS), True),
-        *(("hot", n, False) for n in WRITERS),
-    ]
+    # Side by side, the runs a ratio compares (counted / uncounted, hot / spread at the
+    # same number of writers): a change in the machine's load between them moves both.
+    configurations = []
+    for writers in WRITERS:
+        configurations += [("hot", writers, True), ("hot", writers, False)]
+        if writers > 1:
+            configurations.append(("spread", writers, True))
     with _bench_database(plan.stream_database):
         setup = _stream_setup(plan)
         # One moment for every event: they all fall on one day, in the hot rows.
         at = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+        cost = _trigger_cost(setup, events=plan.stream_messages * 5, repetitions=3)
+        _log(f"  trigger cost (EXPLAIN ANALYZE): {cost}")
         runs: dict[str, list[dict]] = {}
         for repetition in range(plan.repetitions):
-            for layout, writers, counted in configurations:
+            # Every other repetition in reverse order, so drift favours neither side.
+            order = configurations if repetition % 2 == 0 else configurations[::-1]
+            for layout, writers, counted in order:
                 key = f"{'counted' if counted else 'uncounted'}_{layout}_{writers}"
                 run = _counters_run(
                     plan, setup, writers=writers, layout=layout, counted=counted, at=at
@@ -406,9 +461,9 @@ def _counters(plan: Plan) -> dict[str, Any]:
                     f"{run['events_per_s']:,.0f} events/s, {run['calls']} calls "
                     f"({run['repeated_callbacks']} repeats), events {run['events_stored']}, "
                     f"counters {run['counter_sum']} in {run['counter_rows']} rows, "
-                    f"lock waits {run['lock_wait_share']:.0%}"
+                    f"lock waits {run['lock_wait_share']:.0%}, load {run['load_average']}"
                 )
-    summary: dict[str, Any] = {}
+    summary: dict[str, Any] = {"trigger_cost": cost}
     for key, items in runs.items():
         last = items[-1]
         summary[key] = {
@@ -424,6 +479,20 @@ def _counters(plan: Plan) -> dict[str, Any]:
             "counter_rows": last["counter_rows"],
             "runs": items,
         }
+    for writers in WRITERS:
+        hot = runs[f"counted_hot_{writers}"]
+        uncounted = runs[f"uncounted_hot_{writers}"]
+        # Ratios of the runs made side by side in each repetition, then their median.
+        summary[f"counted_hot_{writers}"]["ratio_to_uncounted"] = _spread(
+            [a["events_per_s"] / b["events_per_s"] for a, b in zip(hot, uncounted, strict=True)],
+            3,
+        )
+        if writers > 1:
+            spread = runs[f"counted_spread_{writers}"]
+            summary[f"counted_hot_{writers}"]["ratio_to_spread"] = _spread(
+                [a["events_per_s"] / b["events_per_s"] for a, b in zip(hot, spread, strict=True)],
+                3,
+            )
     return summary
 
 
@@ -678,6 +747,27 @@ def _dataset_facts(workspace_id: int) -> dict[str, Any]:
     }
 
 
+def _range_days(query: dict, last_day) -> tuple:
+    """The page's range: the query's, or its default (the last 30 days to today)."""
+    if query:
+        return datetime.fromisoformat(query["start"]).date(), last_day
+    return last_day - timedelta(days=29), last_day
+
+
+def _sent_between(workspace_id: int, start, end) -> int:
+    """Sent events in [start, end] (days in the workspace's zone), from the events
+    themselves: what the page must show, found independently of the counters."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM delivery_messageevent WHERE workspace_id = %s AND kind = 'sent'"
+            " AND (at AT TIME ZONE %s)::date BETWEEN %s AND %s",
+            [workspace_id, TIME_ZONE, start, end],
+        )
+        return cursor.fetchone()[0]
+
+
 def _time(call: Callable[[], object], repetitions: int, warm: int = 3) -> list[float]:
     for _ in range(warm):
         call()
@@ -729,6 +819,10 @@ def _overview(plan: Plan) -> dict[str, Any]:
             },
         }
         sizes: dict[str, int] = {}
+        expected_sent = {
+            name: _sent_between(workspace.pk, *_range_days(query, last_day))
+            for name, query in ranges.items()
+        }
 
         def baseline() -> None:
             with connection.cursor() as cursor:
@@ -742,6 +836,13 @@ def _overview(plan: Plan) -> dict[str, Any]:
                     raise AssertionError(f"analytics overview: {url} {query} answered "
                                          f"{response.status_code}")  # fmt: skip
                 sizes[str(query)] = len(response.content)
+                name = next(key for key, value in ranges.items() if value == query)
+                shown = f"{expected_sent[name]:,}"
+                if shown.encode() not in response.content:
+                    raise AssertionError(
+                        f"analytics overview: the page for {query} does not show the "
+                        f"{shown} messages sent in its range (counted from the events)"
+                    )
 
             return get
 
@@ -753,6 +854,7 @@ def _overview(plan: Plan) -> dict[str, Any]:
     for name, query in ranges.items():
         result[name]["query"] = query
         result[name]["bytes"] = sizes[str(query)]
+        result[name]["sent_shown"] = expected_sent[name]
     return {
         "dataset": {**facts, "generated": generated, "generation_seconds": steps},
         "pages": result,
@@ -776,24 +878,20 @@ def run(*, quick: bool) -> dict[str, Any]:
     overview = _overview(plan)
     hot_one = counters["counted_hot_1"]["events_per_s"]["median"]
     base_one = counters["uncounted_hot_1"]["events_per_s"]["median"]
-    for writers in WRITERS:
-        counters[f"counted_hot_{writers}"]["ratio_to_uncounted"] = round(
-            counters[f"counted_hot_{writers}"]["events_per_s"]["median"]
-            / counters[f"uncounted_hot_{writers}"]["events_per_s"]["median"],
-            3,
-        )
     top = max(WRITERS)
     page = overview["pages"]["default_30_days"]
     wide = overview["pages"]["90_days"]
+    hot_top = counters[f"counted_hot_{top}"]
     headline = (
-        f"counters: {hot_one:,.0f} events/s with 1 writer, "
+        f"counters (one journey/node/day): {hot_one:,.0f} events/s with 1 writer, "
         + ", ".join(
             f"{counters[f'counted_hot_{n}']['events_per_s']['median']:,.0f} with {n}"
             for n in WRITERS[1:]
         )
-        + f" (uncounted {base_one:,.0f} with 1, "
-        f"{counters[f'uncounted_hot_{top}']['events_per_s']['median']:,.0f} with {top}; "
-        f"spread over {top} journeys {counters[f'counted_spread_{top}']['events_per_s']['median']:,.0f}); "
+        + f"; x{counters['counted_hot_1']['ratio_to_uncounted']['median']} of uncounted "
+        f"({base_one:,.0f}/s) with 1; {top} writers wait on a lock in "
+        f"{hot_top['lock_wait_share']['median']:.0%} of samples "
+        f"(x{hot_top['ratio_to_spread']['median']} of spread over {top} journeys); "
         f"overview on {overview['dataset']['messages']:,} messages: p50 {page['p50_ms']} ms "
         f"(p95 {page['p95_ms']}), 90 days p50 {wide['p50_ms']} ms; "
         f"count(*) {overview['baseline']['p50_ms']} ms"
@@ -817,5 +915,6 @@ def run(*, quick: bool) -> dict[str, Any]:
             "overview_count_sql": overview["baseline"],
         },
         "system": {"counters": counters, "overview": overview},
-        "ratio": round(hot_one / base_one, 3),
+        # Counting's cost with one writer: the median of the side-by-side ratios.
+        "ratio": counters["counted_hot_1"]["ratio_to_uncounted"]["median"],
     }
