@@ -31,6 +31,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--format",
             dest="file_format",
+            metavar="FORMAT",
             default=None,
             help=f"{' | '.join(FORMATS)} (default: WAREHOUSE_EXPORT_FORMAT)",
         )
