@@ -268,7 +268,25 @@ def _profile_data(profile: Any) -> dict[str, Any]:
     for key, value in columns.items():
         data.setdefault(key, value)
     data["traits"] = traits
+    state = getattr(profile, "_state", None)
+    if state is not None and not state.adding:  # a stored profile, not a preview's
+        data.setdefault("computed", _computed_values(profile.pk))
     return data
+
+
+def _computed_values(profile_id: int) -> dict[str, Any]:
+    """{{ profile.computed.value_tier }} and friends: the values analytics computed for
+    the profile (docs/analytics.md, "Customer value"); empty before the first run."""
+    from analytics.models import CustomerValue
+
+    found = (
+        CustomerValue.objects.filter(profile_id=profile_id)
+        .values("ltv", "engagement_score", "value_tier", "churn_risk")
+        .first()
+    )
+    if found is None:
+        return {}
+    return {**found, "ltv": float(found["ltv"])}
 
 
 def _event_data(event: Any) -> dict[str, Any]:

@@ -218,3 +218,14 @@ def test_the_scheduler_duty_queues_each_due_workspace_once(
     customer_value_compute(workspace=workspace)
     assert [w.slug for w in workspaces_due_for_value()] == ["globex"]
     assert CustomerValueSettings.objects.get(workspace=workspace).last_computed_at is not None
+
+
+def test_liquid_reads_the_computed_values(workspace, other_workspace):
+    from content.rendering import build_context
+
+    people = shop(workspace, other_workspace)
+    assert build_context(profile=people["ann"])["profile"]["computed"] == {}
+    customer_value_compute(workspace=workspace, now=NOW)
+    assert build_context(profile=people["ann"])["profile"]["computed"] == {
+        "ltv": 994.74, "engagement_score": 61.5, "value_tier": "champion", "churn_risk": 0.097,
+    }  # fmt: skip
