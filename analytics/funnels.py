@@ -167,6 +167,9 @@ def funnel_query(
     repeated event name needs another event) and at most `window` after the first.
     Each person counts once, with the attempt that reached furthest (the earliest such).
     """
+    # Later steps are looked up by profile only: the first step's events are already
+    # the workspace's and a profile's events are all in its workspace, so each lookup
+    # is one range of the (profile, name, timestamp) index.
     first = steps[0]
     profiles = " JOIN segments_profile p ON p.id = e.profile_id" if breakdown == "trait" else ""
     firsts = sql(
@@ -187,12 +190,11 @@ def funnel_query(
         joins.append(
             sql(
                 f"LEFT JOIN LATERAL (SELECT e.timestamp AS t{number}, e.id AS id{number}"
-                " FROM segments_event e WHERE e.workspace_id = %s AND e.profile_id = f.profile_id"
+                " FROM segments_event e WHERE e.profile_id = f.profile_id"
                 f" AND %s AND e.timestamp >= {previous}.t{number - 1}"
                 f" AND (e.timestamp, e.id) > ({previous}.t{number - 1}, {previous}.id{number - 1})"
                 " AND e.timestamp <= f.t1 + %s * interval '1 second'"
                 f" ORDER BY e.timestamp, e.id LIMIT 1) {alias} ON TRUE",
-                workspace.pk,
                 _step_events("e", step, now=now),
                 seconds,
             )
@@ -389,7 +391,8 @@ def retention_query(
         " active AS (SELECT DISTINCT c.profile_id, c.week_local,"
         " (date_trunc('week', e.timestamp AT TIME ZONE %s)::date - c.week_local::date) / 7"
         " AS week_number FROM cohorts c JOIN segments_event e"
-        " ON e.workspace_id = %s AND e.profile_id = c.profile_id"
+        # By profile only: the cohorts are the workspace's people (see funnel_query).
+        " ON e.profile_id = c.profile_id"
         " AND e.timestamp > c.started_at"
         " AND e.timestamp < (c.week_local + %s * interval '7 days') AT TIME ZONE %s"
         " AND %s)"
@@ -398,7 +401,6 @@ def retention_query(
         starts,
         zone,
         zone,
-        workspace.pk,
         weeks + 1,
         zone,
         returns,

@@ -673,3 +673,25 @@ def test_retention_page_names_an_unknown_event(cohorts, owner_client):
     )
     response = page(owner_client, "analytics_retention", cohorts, "?weeks=13")
     assert "Weeks: Ensure this value is less than or equal to 12." in response.content.decode()
+
+
+def test_each_report_is_one_statement_after_the_event_check(shop, django_assert_num_queries):
+    # One probe for unknown event names, then the report itself: no query per person.
+    with django_assert_num_queries(2):
+        funnel_report(
+            workspace=shop,
+            steps=steps("view", "cart", "buy"),
+            start=date(2026, 3, 1),
+            end=date(2026, 3, 31),
+            window_days=7,
+            breakdown="property",
+            breakdown_path="amount",
+        )
+    with django_assert_num_queries(2):
+        retention_report(
+            workspace=shop,
+            start=date(2026, 3, 1),
+            end=date(2026, 3, 31),
+            weeks=4,
+            return_step=EventStep(event="buy"),
+        )
