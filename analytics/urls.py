@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analytics import funnel_views, views
+from analytics import funnel_views, value_views, views
 
 urlpatterns = [
     path("analytics/", views.analytics_home, name="analytics_home"),
