@@ -22,6 +22,8 @@ UNITS = ("", "%", "money")
 class Series:
     name: str
     values: list
+    # "right": drawn against a second axis (revenue beside counts, say).
+    axis: str = "left"
 
 
 @dataclass
@@ -74,7 +76,11 @@ class Chart:
             "unit": self.unit,
             "labels": self.labels,
             "series": [
-                {"name": series.name, "values": [_plain(value) for value in series.values]}
+                {
+                    "name": series.name,
+                    "values": [_plain(value) for value in series.values],
+                    "axis": series.axis,
+                }
                 for series in self.series
             ],
         }

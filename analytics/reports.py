@@ -66,11 +66,16 @@ def _conversions(*, workspace: Workspace, date_range: DateRange, journey_id: int
     )
 
 
-def rates(totals: dict) -> dict:
-    """Rates of a {kind: count} dict (plus "conversions" when present), per sent."""
+def rates(totals: dict, *, delivery_sent: int | None = None) -> dict:
+    """Rates of a {kind: count} dict (plus "conversions" when present), per sent. The
+    delivery rate is over `delivery_sent`, the messages sent through channels that
+    reported a delivery in the range (in-app, push and webhooks report none), and
+    None when no channel did."""
     sent = totals.get("sent", 0)
+    if delivery_sent is None:
+        delivery_sent = sent if totals.get("delivered") else 0
     return {
-        "delivery_rate": ratio(totals.get("delivered", 0), sent),
+        "delivery_rate": ratio(totals.get("delivered", 0), delivery_sent),
         "open_rate": ratio(totals.get("opened", 0), sent),
         "click_rate": ratio(totals.get("clicked", 0), sent),
         "bounce_rate": ratio(totals.get("bounced", 0), sent),
@@ -99,8 +104,10 @@ def overview(
     totals: dict[str, int] = defaultdict(int)
     sent_by_day: dict[str, dict] = defaultdict(lambda: defaultdict(int))
     kinds_by_day: dict[str, dict] = defaultdict(lambda: defaultdict(int))
+    by_channel_kind: dict[tuple[str, str], int] = defaultdict(int)
     for day, row_channel, kind, count in by_day_channel_kind:
         totals[kind] += count
+        by_channel_kind[row_channel, kind] += count
         kinds_by_day[kind][day] += count
         if kind == "sent":
             sent_by_day[row_channel][day] += count
@@ -154,6 +161,7 @@ def overview(
                 Series(
                     "revenue",
                     [per_day.get(day, {}).get("revenue") or Decimal(0) for day in days],
+                    axis="right",
                 ),
             ],
         ),
@@ -164,7 +172,14 @@ def overview(
             "conversions": totals["conversions"],
         },
         "revenue": revenue,
-        "rates": rates(totals),
+        "rates": rates(
+            totals,
+            delivery_sent=sum(
+                by_channel_kind[name, "sent"]
+                for name in {name for name, _ in by_channel_kind}
+                if by_channel_kind[name, "delivered"]
+            ),
+        ),
         "charts": charts,
     }
 
@@ -248,7 +263,7 @@ def channel_report(*, workspace: Workspace, date_range: DateRange, costs: dict) 
     labels = [_label(day) for day in days]
     names = [row["channel"] for row in rows if row["sent"]]
 
-    def per_day(kind: str) -> list[Series]:
+    def per_day(kind: str, channels: list[str]) -> list[Series]:
         return [
             Series(
                 name,
@@ -257,8 +272,13 @@ def channel_report(*, workspace: Workspace, date_range: DateRange, costs: dict) 
                     for day in days
                 ],
             )
-            for name in names
+            for name in channels
         ] or [Series(kind, [None] * len(days))]
+
+    reporting = [name for name in names if daily[name]["delivered"]]
+    failing = [
+        (name, kind) for name in names for kind in ("bounced", "failed") if daily[name][kind]
+    ]
 
     charts = [
         Chart(
@@ -269,7 +289,7 @@ def channel_report(*, workspace: Workspace, date_range: DateRange, costs: dict) 
             unit="%",
             labels=labels,
             x_label="Day",
-            series=per_day("delivered"),
+            series=per_day("delivered", reporting),
         ),
         Chart(
             key="bounce-rate",
@@ -279,7 +299,7 @@ def channel_report(*, workspace: Workspace, date_range: DateRange, costs: dict) 
             unit="%",
             labels=labels,
             x_label="Day",
-            series=per_day("bounced"),
+            series=per_day("bounced", names),
         ),
         Chart(
             key="failures",
@@ -289,8 +309,7 @@ def channel_report(*, workspace: Workspace, date_range: DateRange, costs: dict) 
             x_label="Day",
             series=[
                 Series(f"{name} {kind}", [daily[name][kind].get(day, 0) for day in days])
-                for name in names
-                for kind in ("bounced", "failed")
+                for name, kind in failing
             ]
             or [Series("bounced", [0] * len(days))],
         ),

@@ -26,6 +26,7 @@ function datasets(data) {
       tension: 0.25,
       pointRadius: data.labels.length > 40 ? 0 : 2,
       borderWidth: data.kind === "line" ? 2 : 0,
+      yAxisID: series.axis === "right" ? "y1" : "y",
     };
   });
 }
@@ -42,14 +43,14 @@ function options(data) {
     },
   };
   if (data.kind === "doughnut") return base;
-  return {
-    ...base,
-    interaction: { mode: "index", intersect: false },
-    scales: {
-      x: { stacked, ticks: { maxTicksLimit: 10, font: { size: 10 } } },
-      y: { stacked, beginAtZero: true, ticks: { font: { size: 10 }, callback: (value) => format(value), precision: data.unit === "%" ? undefined : 0 } },
-    },
+  const scales = {
+    x: { stacked, ticks: { maxTicksLimit: 10, font: { size: 10 } } },
+    y: { stacked, beginAtZero: true, ticks: { font: { size: 10 }, callback: (value) => format(value), precision: data.unit === "%" ? undefined : 0 } },
   };
+  if (data.series.some((series) => series.axis === "right")) {
+    scales.y1 = { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, ticks: { font: { size: 10 } } };
+  }
+  return { ...base, interaction: { mode: "index", intersect: false }, scales };
 }
 
 function draw(canvas, data) {
@@ -83,8 +84,10 @@ export function updateChart(key, data) {
     entry.chart.data.labels = data.labels;
     entry.chart.data.datasets = datasets(data);
     entry.chart.update("none");
-    entry.canvas.parentElement.hidden = false;
-    entry.canvas.closest(".card-body")?.querySelector(".chart-empty")?.remove();
+    if (data.series.some((series) => series.values.some((value) => value))) {
+      entry.canvas.parentElement.hidden = false;
+      entry.canvas.closest(".card-body")?.querySelector(".chart-empty")?.remove();
+    }
   }
   renderTable(key, data);
 }
