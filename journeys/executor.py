@@ -440,6 +440,13 @@ def _execute(
     if isinstance(node, GoalNode):
         converted = _goal_event(enrollment, node.event, node.filters, node.window_seconds)
         if converted is not None:
+            from analytics.services import conversion_record
+
+            # Counted like the journey's goal: once per enrollment, with its revenue
+            # and the messages within the node's window before the event.
+            conversion_record(
+                enrollment=enrollment, event=converted, window_seconds=node.window_seconds, now=now
+            )
             return StepLog.Outcome.CONVERTED, "", {"reason": "converted", "event": converted}
         return StepLog.Outcome.EXITED, "", {"reason": "goal_not_reached"}
     if isinstance(node, ExitNode):

@@ -13,7 +13,7 @@ import time_machine
 from analytics.models import Conversion
 from analytics.selectors import conversion_attribution
 from delivery.models import Message
-from journeys import services
+from journeys import executor, services
 from journeys.models import Enrollment
 from segments.models import Profile
 from tests.journeys.test_executor import EDITOR, _run_journey, _track
@@ -86,3 +86,46 @@ def test_goal_conversions_credit_first_and_last_touch_within_the_window(workspac
         },
     }
     assert conversion_attribution(workspace=workspace, journey_id=other.pk)["conversions"] == 0
+
+
+def test_a_goal_node_reached_records_its_conversion_with_both_touches(workspace):
+    """Reaching a goal node whose event happened within its window (after entry)
+    converts as the journey's goal does: one Conversion with revenue and touches."""
+    from tests.journeys.test_executor import _work
+
+    journey = _run_journey(
+        workspace, "Second order",
+        [
+            {"id": "start", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "hold", "type": "wait", "wait": {"kind": "duration", "seconds": 2 * 86400}},
+            {"id": "bought", "type": "goal", "event": "Order Completed",
+             "filters": [{"property": "revenue", "op": "gte", "value": 20}], "window_seconds": 3 * 86400},
+        ],
+        [{"source": "start", "target": "hold"}, {"source": "hold", "target": "bought"}],
+    )  # fmt: skip
+    ada = Profile.objects.create(workspace=workspace, user_id="ada")
+    bob = Profile.objects.create(workspace=workspace, user_id="bob")
+    with time_machine.travel(T0, tick=False):
+        for person in (ada, bob):
+            services.journey_enroll(journey=journey, profile_id=person.pk, context=EDITOR)
+        _work()
+    touches = [
+        Message.objects.create(
+            workspace=workspace, profile=ada, journey=journey, journey_version=journey.live_version,
+            node_id=node, channel=channel, idempotency_key=f"goal:{node}", status="sent", sent_at=at,
+        )
+        for node, channel, at in (("mail", "email", T0 + timedelta(hours=2)), ("text", "sms", T0 + timedelta(hours=20)))
+    ]  # fmt: skip
+    _track(ada, "Order Completed", {"revenue": 35}, T0 + timedelta(days=1))
+    _track(bob, "Order Completed", {"revenue": 5}, T0 + timedelta(days=1))  # filter not met
+    with time_machine.travel(T0 + timedelta(days=2, minutes=1), tick=False):
+        executor.scheduler_duty()  # the wait is over: the scheduler queues the step
+        _work()
+    conversion = Conversion.objects.get()
+    assert (conversion.profile_id, conversion.revenue, conversion.event_name) == (
+        ada.pk, Decimal("35.00"), "Order Completed",
+    )  # fmt: skip
+    assert (conversion.first_touch_id, conversion.last_touch_id) == (touches[0].pk, touches[1].pk)
+    assert conversion.at == T0 + timedelta(days=1)
+    assert Enrollment.objects.get(profile=bob).exit_reason == "goal_not_reached"
+    assert not Conversion.objects.filter(profile=bob).exists()
