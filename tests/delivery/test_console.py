@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 from uuid import uuid4
 
@@ -601,6 +602,30 @@ def test_a_bad_value_shows_its_error_and_stores_nothing(workspace, owner, test_c
     assert errors["extra_headers"][0].startswith("Not valid JSON:")
     assert not ChannelSettings.objects.filter(workspace=workspace).exists()
     assert not AuditLog.objects.filter(object_type="delivery.channelsettings").exists()
+
+
+def test_the_cost_per_message_is_saved_audited_and_refused_below_zero(
+    workspace, owner, test_channel
+):
+    client = logged_in(owner)
+    url = _url(workspace, "settings/channels/consoletest/")
+    fields = {"base_url": "https://api.provider.example", "api_key": API_KEY, "region": "us",
+              "timeout_seconds": "10", "extra_headers": ""}  # fmt: skip
+    refused = client.post(url, {**fields, "cost_per_message": "-0.01"})
+    assert refused.context["form"].errors["cost_per_message"] == [
+        "Ensure this value is greater than or equal to 0."
+    ]
+    assert not ChannelSettings.objects.filter(workspace=workspace).exists()
+    assert client.post(url, {**fields, "cost_per_message": "0.0079"}).status_code == 302
+    row = ChannelSettings.objects.get(workspace=workspace, channel="consoletest")
+    assert row.cost_per_message == Decimal("0.0079")
+    assert 'name="cost_per_message" value="0.00790"' in client.get(url).content.decode()
+    client.post(url, {**fields, "cost_per_message": ""})
+    row.refresh_from_db()
+    assert row.cost_per_message is None
+    audits = AuditLog.objects.filter(object_type="delivery.channelsettings").order_by("sequence")
+    assert [(a.changes["before"] or {}).get("cost") for a in audits] == [None, "0.00790"]
+    assert [a.changes["after"]["cost"] for a in audits] == ["0.0079", None]
 
 
 def test_an_unknown_channel_answers_404(workspace, owner):
