@@ -90,6 +90,14 @@ def logged_in(user) -> Client:
     return client
 
 
+def secret_key_client(workspace: Workspace, role: str = "viewer") -> Client:
+    """A REST client holding a new secret key of that role in the workspace."""
+    from engagement_site.workspaces.services import api_key_create
+
+    key = api_key_create(workspace=workspace, kind="secret", name=role, role=role, context=SETUP)[1]
+    return Client(headers={"Authorization": f"Bearer {key}"})
+
+
 @pytest.fixture
 def owner_client(owner) -> Client:
     return logged_in(owner)

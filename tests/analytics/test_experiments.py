@@ -12,6 +12,7 @@ from delivery.models import Message
 from delivery.services import message_status_record
 from journeys.models import Enrollment, StepLog
 from segments.models import Profile
+from tests.conftest import secret_key_client
 from tests.journeys.test_executor import _run_journey
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -82,18 +83,6 @@ def test_split_report_with_known_numbers(workspace, other_workspace):
     assert split_reports(workspace=other_workspace, journey=journey) == []
 
 
-def _api_client(space, role: str):
-    """A REST client with a secret key of that role in the workspace."""
-    from django.test import Client
-
-    from engagement_site.workspaces.services import AuditContext, api_key_create
-
-    key = api_key_create(
-        workspace=space, kind="secret", name=role, role=role, context=AuditContext.system("test")
-    )[1]
-    return Client(headers={"Authorization": f"Bearer {key}"})
-
-
 def _ab_journey(workspace, name: str):
     """A live journey: API trigger, an a/b split (no holdout), exit."""
     return _run_journey(
@@ -110,14 +99,16 @@ def _ab_journey(workspace, name: str):
 
 def test_the_experiments_api_answers_the_report_and_404_elsewhere(workspace, other_workspace):
     journey = _ab_journey(workspace, "Api")
-    response = _api_client(workspace, "analyst").get(f"/api/v1/journeys/{journey.pk}/experiments")
+    response = secret_key_client(workspace, "analyst").get(
+        f"/api/v1/journeys/{journey.pk}/experiments"
+    )
     assert response.status_code == 200
     [report] = response.json()
     assert (report["node"], report["control"], report["small_sample"]) == ("ab", "a", True)
     assert [v["key"] for v in report["variants"]] == ["a", "b"]
     assert report["variants"][0]["conversion_rate"] == {"rate": 0.0, "low": 0.0, "high": 1.0}
     assert report["holdout"]["lift"] is None
-    other = _api_client(other_workspace, "analyst").get(
+    other = secret_key_client(other_workspace, "analyst").get(
         f"/api/v1/journeys/{journey.pk}/experiments"
     )
     assert other.status_code == 404
@@ -131,7 +122,7 @@ def test_declaring_a_winner_sends_new_traffic_to_it_and_is_audited(workspace, ot
 
     journey = _ab_journey(workspace, "Decide")
     url = f"/api/v1/journeys/{journey.pk}/experiments/ab/winner"
-    marketer = _api_client(workspace, "marketer")
+    marketer = secret_key_client(workspace, "marketer")
     refused = marketer.post(url, {"variant": "c"}, content_type="application/json")
     assert refused.status_code == 400
     assert refused.json()["errors"]["variant"] == ["'c' is not a variant of 'ab' (a, b)."]
@@ -144,13 +135,13 @@ def test_declaring_a_winner_sends_new_traffic_to_it_and_is_audited(workspace, ot
         == 400
     )
     assert (
-        _api_client(workspace, "analyst")
+        secret_key_client(workspace, "analyst")
         .post(url, {"variant": "b"}, content_type="application/json")
         .status_code
         == 403
     )
     assert (
-        _api_client(other_workspace, "owner")
+        secret_key_client(other_workspace, "owner")
         .post(url, {"variant": "b"}, content_type="application/json")
         .status_code
         == 404

@@ -13,6 +13,7 @@ import pytest
 from analytics.funnels import ReportInputError, funnel_report, retention_report
 from segments.models import Event, Profile
 from segments.rules import EventStep, PropertyFilter
+from tests.conftest import secret_key_client
 
 pytestmark = pytest.mark.django_db
 
@@ -416,17 +417,6 @@ def test_retention_refuses_bad_input_naming_the_field(cohorts, arguments, field,
 # --------------------------------------------------------------------------- API
 
 
-def api_client(space, role: str = "viewer"):
-    from django.test import Client
-
-    from engagement_site.workspaces.services import AuditContext, api_key_create
-
-    key = api_key_create(
-        workspace=space, kind="secret", name=role, role=role, context=AuditContext.system("test")
-    )[1]
-    return Client(headers={"Authorization": f"Bearer {key}"})
-
-
 def post(client, url: str, body: dict):
     return client.post(url, body, content_type="application/json")
 
@@ -440,7 +430,7 @@ FUNNEL = {
 
 
 def test_funnel_api_answers_the_callers_workspace_only(shop, other_workspace):
-    response = post(api_client(shop), "/api/v1/metrics/funnel", FUNNEL)
+    response = post(secret_key_client(shop), "/api/v1/metrics/funnel", FUNNEL)
     assert response.status_code == 200
     assert response.json() == {
         "start": "2026-03-01",
@@ -458,7 +448,7 @@ def test_funnel_api_answers_the_callers_workspace_only(shop, other_workspace):
         "breakdown": [],
     }  # fmt: skip
     # The other workspace's key: its own eight twins, all converting.
-    theirs = post(api_client(other_workspace), "/api/v1/metrics/funnel", FUNNEL).json()
+    theirs = post(secret_key_client(other_workspace), "/api/v1/metrics/funnel", FUNNEL).json()
     assert [step["people"] for step in theirs["steps"]] == [8, 8, 8]
 
 
@@ -472,7 +462,7 @@ def test_funnel_api_breakdown_and_filters(shop):
         "breakdown": "property",
         "breakdown_path": "amount",
     }
-    response = post(api_client(shop), "/api/v1/metrics/funnel", body)
+    response = post(secret_key_client(shop), "/api/v1/metrics/funnel", body)
     assert response.status_code == 200
     # The views carry no amount: one group, "(none)"; a (30) and e (80) buy within 7 days.
     assert [(g["value"], g["is_other"], [s["people"] for s in g["steps"]])
@@ -495,7 +485,7 @@ def test_funnel_api_breakdown_and_filters(shop):
     ],
 )  # fmt: skip
 def test_funnel_api_refuses_bad_input_naming_the_field(shop, change, errors):
-    response = post(api_client(shop), "/api/v1/metrics/funnel", {**FUNNEL, **change})
+    response = post(secret_key_client(shop), "/api/v1/metrics/funnel", {**FUNNEL, **change})
     assert response.status_code == 400
     assert response.json() == {
         "code": "invalid", "message": "The request has invalid fields.", "errors": errors
@@ -505,7 +495,7 @@ def test_funnel_api_refuses_bad_input_naming_the_field(shop, change, errors):
 def test_retention_api_with_exact_shares(cohorts):
     body = {"start": "2026-03-09", "end": "2026-03-15", "weeks": 1,
             "return_event": {"event": "open"}}  # fmt: skip
-    response = post(api_client(cohorts, "analyst"), "/api/v1/metrics/retention", body)
+    response = post(secret_key_client(cohorts, "analyst"), "/api/v1/metrics/retention", body)
     assert response.status_code == 200
     assert response.json() == {
         "start": "2026-03-09",
@@ -531,7 +521,7 @@ def test_retention_api_with_exact_shares(cohorts):
 )  # fmt: skip
 def test_retention_api_refuses_bad_input_naming_the_field(cohorts, change, errors):
     body = {"start": "2026-03-02", "end": "2026-03-22", **change}
-    response = post(api_client(cohorts), "/api/v1/metrics/retention", body)
+    response = post(secret_key_client(cohorts), "/api/v1/metrics/retention", body)
     assert (response.status_code, response.json()["errors"]) == (400, errors)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.analytics.test_dashboards import _history
-from tests.analytics.test_experiments import _api_client
+from tests.conftest import secret_key_client
 
 pytestmark = pytest.mark.django_db
 RANGE = {"start": "2026-12-01", "end": "2026-12-03"}
@@ -20,7 +20,7 @@ ZERO = {
 def test_metrics_grouped_by_day_and_channel(workspace, other_workspace):
     _history(workspace)
     _history(other_workspace)
-    response = _api_client(workspace, "viewer").get(
+    response = secret_key_client(workspace, "viewer").get(
         "/api/v1/metrics", {**RANGE, "group_by": "day,channel"}
     )
     assert response.status_code == 200
@@ -44,7 +44,7 @@ def test_metrics_grouped_by_day_and_channel(workspace, other_workspace):
 
 def test_metrics_by_node_and_variant_for_one_journey(workspace):
     journey = _history(workspace)["journey"]
-    response = _api_client(workspace, "analyst").get(
+    response = secret_key_client(workspace, "analyst").get(
         "/api/v1/metrics", {**RANGE, "journey": journey.pk, "group_by": "node,variant"}
     )
     assert response.status_code == 200
@@ -54,7 +54,7 @@ def test_metrics_by_node_and_variant_for_one_journey(workspace):
 
 def test_metrics_refusals_name_the_field(workspace, other_workspace):
     foreign = _history(other_workspace)["journey"]
-    client = _api_client(workspace, "viewer")
+    client = secret_key_client(workspace, "viewer")
     bad_group = client.get("/api/v1/metrics", {"group_by": "day,colour"})
     assert bad_group.status_code == 400
     assert bad_group.json()["errors"] == {
@@ -73,7 +73,7 @@ def test_metrics_refusals_name_the_field(workspace, other_workspace):
 def test_journey_metrics_and_conversions(workspace, other_workspace):
     journey = _history(workspace)["journey"]
     _history(other_workspace)
-    client = _api_client(workspace, "viewer")
+    client = secret_key_client(workspace, "viewer")
     body = client.get(f"/api/v1/journeys/{journey.pk}/metrics", RANGE).json()
     assert [node["id"] for node in body["nodes"]] == ["start", "pick", "end_a", "end_b"]
     pick = body["nodes"][1]
@@ -91,9 +91,12 @@ def test_journey_metrics_and_conversions(workspace, other_workspace):
         ("0.00", "sms"), ("40.00", "email"),
     ]  # fmt: skip
     assert conversions["results"][1]["user_id"] == "p0"
-    assert client.get("/api/v1/conversions", {"start": "2026-12-03", "end": "2026-12-03"}).json()[
-        "results"
-    ][0]["event"] == "Order Completed"
+    assert (
+        client.get("/api/v1/conversions", {"start": "2026-12-03", "end": "2026-12-03"}).json()[
+            "results"
+        ][0]["event"]
+        == "Order Completed"
+    )
 
 
 def test_metrics_are_in_the_openapi_schema(owner_client):

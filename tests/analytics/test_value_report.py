@@ -16,9 +16,8 @@ from analytics.models import CustomerValueSettings
 from analytics.value import customer_value_compute, value_report, value_settings_get
 from engagement_site.workspaces.models import AuditLog
 from engagement_site.workspaces.roles import Role
-from engagement_site.workspaces.services import AuditContext, api_key_create
 from tests.analytics.value_data import NOW, message, shop
-from tests.conftest import logged_in
+from tests.conftest import logged_in, secret_key_client
 
 pytestmark = pytest.mark.django_db
 
@@ -31,13 +30,6 @@ def valued(workspace, other_workspace):
     customer_value_compute(workspace=workspace, now=NOW)
     customer_value_compute(workspace=other_workspace, now=NOW)
     return people
-
-
-def _api(space, role: str = "analyst") -> Client:
-    key = api_key_create(
-        workspace=space, kind="secret", name=role, role=role, context=AuditContext.system("test")
-    )[1]
-    return Client(headers={"Authorization": f"Bearer {key}"})
 
 
 def _markdown(people) -> str:
@@ -286,7 +278,7 @@ def test_recompute_now_queues_one_job(
 
 
 def test_the_api(valued, workspace, other_workspace):
-    client = _api(workspace, "viewer")
+    client = secret_key_client(workspace, "viewer")
     response = client.get("/api/v1/value-report")
     assert response.status_code == 200
     assert response.json() == json.loads(json.dumps(value_report(workspace=workspace)))
@@ -298,7 +290,7 @@ def test_the_api(valued, workspace, other_workspace):
         "value_tier": "champion", "churn_risk": 0.097,
         "last_engaged_at": "2026-05-30T00:00:00Z", "computed_at": "2026-06-01T00:00:00Z",
     }  # fmt: skip
-    other = _api(other_workspace)
+    other = secret_key_client(other_workspace, "analyst")
     assert other.get(f"/api/v1/profiles/{ann.pk}/value").status_code == 404
     theirs = other.get("/api/v1/value-report").json()
     assert (theirs["people"], theirs["revenue"]) == (1, 99999.0)
