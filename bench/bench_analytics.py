@@ -36,6 +36,7 @@ are reported. docs/performance.md explains the numbers.
 from __future__ import annotations
 
 import itertools
+import math
 import multiprocessing
 import os
 import random
@@ -109,7 +110,7 @@ def _spread(values: list[float], digits: int = 1) -> dict[str, float]:
 def _percentile(values: list[float], share: float) -> float:
     """Nearest-rank percentile (share in (0, 1])."""
     ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(share * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))]
 
 
 def _journeys(workspace, *, count: int) -> list:
