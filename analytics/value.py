@@ -494,6 +494,7 @@ def value_report(*, workspace: Workspace) -> dict[str, Any]:
         strategies.append(
             {
                 "tier": row["tier"],
+                "label": row["label"],
                 "people": row["people"],
                 "journey_template": template_key,
                 "journey_template_name": CATALOG[template_key](None)[0],
