@@ -17,9 +17,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from segments.rules import RULE_TYPES
+from segments.rules import RULE_TYPES, VALUE_TIERS
 
-LEAF_TYPES = ("event_count", "attribute", "sequence", "streak", "recency", "membership")
+LEAF_TYPES = (
+    "event_count",
+    "attribute",
+    "sequence",
+    "streak",
+    "recency",
+    "membership",
+    "computed_trait",
+)
 LEAF_LABELS = {
     "event_count": "Did an event",
     "attribute": "Has a trait",
@@ -27,6 +35,7 @@ LEAF_LABELS = {
     "streak": "Did an event every day",
     "recency": "First / last time",
     "membership": "In another segment",
+    "computed_trait": "Customer value",
 }
 MATCHES = {"all": "and", "any": "or"}
 MAX_FILTERS_PER_STEP = 10
@@ -61,6 +70,8 @@ def blank_leaf(kind: str) -> dict[str, Any]:
         }
     if kind == "membership":
         return {"type": "membership", "segment_id": None, "in": True}
+    if kind == "computed_trait":
+        return blank_computed_trait("value_tier")
     return {
         "type": "event_count",
         "event": "",
@@ -69,6 +80,14 @@ def blank_leaf(kind: str) -> dict[str, Any]:
         "count": 1,
         "window": {"last_days": 30},
     }
+
+
+def blank_computed_trait(trait: str) -> dict[str, Any]:
+    """A customer value rule on a trait: "is champion" for the tier; a number is left
+    for the marketer to type (thresholds differ too much between traits to guess)."""
+    if trait == "value_tier":
+        return {"type": "computed_trait", "trait": trait, "op": "eq", "value": "champion"}
+    return {"type": "computed_trait", "trait": trait, "op": "gte", "value": None}
 
 
 def blank_draft() -> dict[str, Any]:
@@ -156,6 +175,39 @@ def _window_from_post(post: Mapping[str, str], path: str) -> dict[str, Any]:
     return {"ever": True}
 
 
+def _posted_list(post: Mapping[str, Any], key: str) -> list[str]:
+    """Every value posted under a key (checkboxes, multi-selects): a QueryDict's
+    getlist, or a plain mapping's list or single value."""
+    if hasattr(post, "getlist"):
+        return [str(item) for item in post.getlist(key)]
+    value = post.get(key)
+    if value is None:
+        return []
+    return [str(item) for item in value] if isinstance(value, list | tuple) else [str(value)]
+
+
+def _computed_trait_from_post(post: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A customer value rule. `<path>-shown` is the trait the op and value inputs were
+    drawn for: when the marketer picks another trait, those inputs belong to the old
+    one (a tier where a number goes), so the rule restarts from the new trait's blank.
+    A value tier's value comes from a select (is / is not) or checkboxes (is one of),
+    both named `<path>-value`, so switching between them keeps what was chosen."""
+    trait = post.get(f"{path}-trait", "value_tier").strip()
+    op = post.get(f"{path}-op", "eq" if trait == "value_tier" else "gte")
+    shown = post.get(f"{path}-shown")
+    if shown is not None and shown != trait:
+        leaf = blank_computed_trait(trait)
+        if trait != "value_tier" and shown != "value_tier" and op in dict(NUMBER_OPS):
+            leaf["op"] = op
+        return leaf
+    values = [item.strip() for item in _posted_list(post, f"{path}-value") if item.strip()]
+    if trait == "value_tier":
+        value: Any = values if op == "in" else (values[0] if values else "")
+    else:
+        value = _number(values[0] if values else "")
+    return {"type": "computed_trait", "trait": trait, "op": op, "value": value}
+
+
 def _leaf_from_post(post: Mapping[str, str], path: str) -> dict[str, Any]:
     kind = post.get(f"{path}-type", "event_count")
     if kind not in LEAF_TYPES:
@@ -218,6 +270,8 @@ def _leaf_from_post(post: Mapping[str, str], path: str) -> dict[str, Any]:
             "op": op,
             "value": _int(raw) if op.endswith("within_last_days") else raw,
         }
+    if kind == "computed_trait":
+        return _computed_trait_from_post(post, path)
     return {
         "type": "membership",
         "segment_id": _int(get("segment")),
@@ -423,50 +477,30 @@ SEGMENT_TEMPLATES: dict[str, dict[str, Any]] = {
             "anchor": "first",
         },
     },
-    "value_high": {
-        "name": "High value: 5+ orders in 90 days",
-        "description": "Value tier by order frequency (a computed LTV tier arrives with analytics).",
+    "champions": {
+        "name": "Champions",
+        "description": "Value tier champion: a high lifetime value and highly engaged.",
         "definition": {
-            "type": "event_count",
-            "event": "order_completed",
-            "op": "gte",
-            "count": 5,
-            "window": {"last_days": 90},
-        },
-    },
-    "value_medium": {
-        "name": "Medium value: 2-4 orders in 90 days",
-        "description": "Value tier by order frequency.",
-        "definition": {
-            "type": "and",
-            "rules": [
-                {
-                    "type": "event_count",
-                    "event": "order_completed",
-                    "op": "gte",
-                    "count": 2,
-                    "window": {"last_days": 90},
-                },
-                {
-                    "type": "event_count",
-                    "event": "order_completed",
-                    "op": "lte",
-                    "count": 4,
-                    "window": {"last_days": 90},
-                },
-            ],
-        },
-    },
-    "value_low": {
-        "name": "Low value: one order in 90 days",
-        "description": "Value tier by order frequency.",
-        "definition": {
-            "type": "event_count",
-            "event": "order_completed",
+            "type": "computed_trait",
+            "trait": "value_tier",
             "op": "eq",
-            "count": 1,
-            "window": {"last_days": 90},
+            "value": "champion",
         },
+    },
+    "at_risk": {
+        "name": "At risk customers",
+        "description": "Value tier at risk: no touch for the at-risk days, not yet lost.",
+        "definition": {
+            "type": "computed_trait",
+            "trait": "value_tier",
+            "op": "eq",
+            "value": "at_risk",
+        },
+    },
+    "likely_to_churn": {
+        "name": "Likely to churn",
+        "description": "Churn risk 0.7 or more: silent for about 1.2 of their usual gaps or longer.",
+        "definition": {"type": "computed_trait", "trait": "churn_risk", "op": "gte", "value": 0.7},
     },
     "lapsed": {
         "name": "Lapsed buyers",
@@ -519,6 +553,39 @@ RECENCY_OPS = (
     ("before", "before"),
     ("after", "after"),
 )
+COMPUTED_TRAITS = (
+    ("value_tier", "Value tier"),
+    ("ltv", "Lifetime value"),
+    ("engagement_score", "Engagement score"),
+    ("churn_risk", "Churn risk"),
+)
+NUMBER_OPS = (
+    ("gte", "is at least"),
+    ("gt", "is above"),
+    ("lte", "is at most"),
+    ("lt", "is below"),
+    ("eq", "is exactly"),
+    ("ne", "is not"),
+)
+TIER_OPS = (
+    ("eq", "is"),
+    ("ne", "is not"),
+    ("in", "is one of"),
+)
+TIER_LABELS = {
+    "champion": "Champion",
+    "loyal": "Loyal",
+    "potential": "Potential",
+    "at_risk": "At risk",
+    "lost": "Lost",
+}
+VALUE_TIER_CHOICES = tuple((tier, TIER_LABELS[tier]) for tier in VALUE_TIERS)
+# What each number means, shown beside its input (docs/analytics.md, "Customer value").
+COMPUTED_TRAIT_HINTS = {
+    "ltv": "in the unit of order revenue",
+    "engagement_score": "from 0 to 100",
+    "churn_risk": "from 0 to 1",
+}
 ATTRIBUTE_TARGETS = (
     ("trait", "trait"),
     ("email", "email"),
@@ -534,4 +601,8 @@ CHOICES = {
     "time_ops": TIME_OPS,
     "recency_ops": RECENCY_OPS,
     "attribute_targets": ATTRIBUTE_TARGETS,
+    "computed_traits": COMPUTED_TRAITS,
+    "number_ops": NUMBER_OPS,
+    "tier_ops": TIER_OPS,
+    "value_tiers": VALUE_TIER_CHOICES,
 }

@@ -396,6 +396,20 @@ def _node_views(draft: dict[str, Any]) -> dict[str, Any]:
             )
         elif kind == "membership":
             view.update(segment_id=node.get("segment_id"), is_member=node.get("in", True))
+        elif kind == "computed_trait":
+            trait = node.get("trait", "value_tier")
+            value = node.get("value")
+            is_tier = trait == "value_tier"
+            view.update(
+                trait=trait,
+                is_tier=is_tier,
+                op=node.get("op", "eq" if is_tier else "gte"),
+                # eq / ne pick one tier, in ticks several; a number goes in a text box.
+                tier=value if isinstance(value, str) else "",
+                tiers=value if isinstance(value, list) else [value],
+                value="" if value is None or is_tier else builder.format_value(value),
+                hint=builder.COMPUTED_TRAIT_HINTS.get(trait, ""),
+            )
         return view
 
     return convert(draft, "r", 0)
