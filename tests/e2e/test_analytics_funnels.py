@@ -94,7 +94,7 @@ def test_funnel_and_retention_pages(page, workspace, owner):
     expect(heat.nth(1)).to_have_text("9 Mar 2026 1 100.0% 0.0% 0.0%", use_inner_text=True)
     strong = heat.nth(0).locator("td.heat").first
     assert strong.evaluate("cell => getComputedStyle(cell).backgroundColor") == (
-        "rgba(37, 99, 235, 0.85)"
+        "rgba(90, 82, 224, 0.85)"
     )
     expect(page.get_by_test_id("chart-average")).to_be_visible()
     e2e_fixtures.screenshot(page, "analytics-retention")
