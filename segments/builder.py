@@ -187,15 +187,20 @@ def _posted_list(post: Mapping[str, Any], key: str) -> list[str]:
 
 
 def _computed_trait_from_post(post: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """A customer value rule. `<path>-shown` is the trait the op and value inputs were
-    drawn for: when the marketer picks another trait, those inputs belong to the old
-    one (a tier where a number goes), so the rule restarts from the new trait's blank.
+    """A customer value rule. `<path>-shown` (a hidden input) is the trait the op and
+    value inputs were drawn for: when the marketer picks another trait, those inputs
+    belong to the old one (a tier where a number goes), so the rule restarts from the
+    new trait's blank.
     A value tier's value comes from a select (is / is not) or checkboxes (is one of),
     both named `<path>-value`, so switching between them keeps what was chosen."""
-    trait = post.get(f"{path}-trait", "value_tier").strip()
-    op = post.get(f"{path}-op", "eq" if trait == "value_tier" else "gte")
     shown = post.get(f"{path}-shown")
-    if shown is not None and shown != trait:
+    if shown is None:
+        # Just switched from another kind of condition: its fields (an attribute's
+        # trait, an event count's op) are not ours.
+        return blank_computed_trait("value_tier")
+    trait = post.get(f"{path}-trait", "").strip()
+    op = post.get(f"{path}-op", "eq" if trait == "value_tier" else "gte")
+    if shown != trait:
         leaf = blank_computed_trait(trait)
         if trait != "value_tier" and shown != "value_tier" and op in dict(NUMBER_OPS):
             leaf["op"] = op

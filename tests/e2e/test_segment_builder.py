@@ -1,6 +1,7 @@
 """The segment builder in a real browser: build a two-level rule from scratch, watch
 the live size estimate and summary follow the edits, see an error named on its rule,
-save, and find the members computed by the RQ job."""
+save, and find the members computed by the RQ job; then a customer value condition
+over computed values, and a value template."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from django.utils import timezone
 from playwright.sync_api import expect
 from rq import SimpleWorker
 
+from analytics.value import customer_value_compute
 from engagement_site.workspaces.models import AuditLog
 from segments.models import Event, Profile, Segment, SegmentMembership
+from tests.analytics.value_data import NOW as VALUE_NOW
+from tests.analytics.value_data import shop
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import screenshot
 
@@ -194,3 +198,83 @@ def test_build_a_two_level_rule_see_its_size_and_save_it(page, workspace, owner)
         page.locator("fieldset[data-path='r-1'] [data-path='r-1-1']").get_by_label("Value")
     ).to_have_value("pro")
     expect(_count(page)).to_have_text("2")
+
+
+def test_a_customer_value_condition_counts_computed_values(page, workspace, other_workspace, owner):
+    """The hand-worked shop (tests/analytics/value_data.py) with its values computed: ann
+    champion, ben loyal, cat potential, dan at risk (churn risk 0.78), eve lost (1)."""
+    people = shop(workspace, other_workspace)
+    customer_value_compute(workspace=workspace, now=VALUE_NOW)
+    customer_value_compute(workspace=other_workspace, now=VALUE_NOW)  # a champion not ours
+    _log_in(page)
+    page.goto("/w/acme/segments/new")
+    page.fill("#segment-name", "Slipping away")
+    tree = page.get_by_test_id("rule-tree")
+    leaf = tree.locator("[data-path='r-0']")
+
+    # The first condition becomes a customer value: value tier is champion.
+    leaf.get_by_label("Kind of condition").select_option(label="Customer value")
+    expect(leaf.get_by_label("Value tier", exact=True)).to_have_value("champion")
+    expect(_count(page)).to_have_text("1")  # ann
+    expect(page.get_by_test_id("preview-summary")).to_have_text(
+        "People whose value tier is champion"
+    )
+
+    # is one of: champion stays ticked; ticking At risk adds dan.
+    leaf.get_by_label("Comparison").select_option(label="is one of")
+    tiers = leaf.get_by_role("group", name="Value tiers")
+    expect(tiers.get_by_label("Champion")).to_be_checked()
+    tiers.get_by_label("At risk").check()
+    expect(_count(page)).to_have_text("2")
+    expect(page.get_by_test_id("preview-summary")).to_have_text(
+        "People whose value tier is one of champion, at risk"
+    )
+    sample = page.get_by_test_id("preview-sample")
+    expect(sample).to_contain_text("ann@example.com")
+    expect(sample).to_contain_text("dan@example.com")
+    screenshot(page, "segment-builder-value-tiers")
+
+    # Churn risk: a number is needed, and the rule says so until one is typed.
+    leaf.get_by_label("Customer value").select_option(label="churn risk")
+    expect(leaf.get_by_label("Value", exact=True)).to_have_value("")
+    expect(leaf).to_have_class(re.compile(r"rule--invalid"))
+    expect(leaf.locator("[data-rule-error]")).to_contain_text("churn_risk needs a number")
+    leaf.get_by_label("Value", exact=True).fill("0.7")
+    expect(_count(page)).to_have_text("2")  # dan 0.7769, eve 1
+    expect(leaf).not_to_have_class(re.compile(r"rule--invalid"))
+    expect(page.get_by_test_id("preview-summary")).to_have_text(
+        "People whose churn risk is at least 0.7"
+    )
+    screenshot(page, "segment-builder-customer-value")
+
+    page.get_by_test_id("save-segment").click()
+    expect(page).to_have_url(re.compile(r"/w/acme/segments/\d+/$"))
+    segment = Segment.objects.get(workspace=workspace, name="Slipping away")
+    assert segment.definition == {
+        "type": "computed_trait",
+        "trait": "churn_risk",
+        "op": "gte",
+        "value": 0.7,
+    }
+    queue = django_rq.get_queue("default")
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    assert set(
+        SegmentMembership.objects.filter(segment=segment, exited_at__isnull=True).values_list(
+            "profile_id", flat=True
+        )
+    ) == {people["dan"].pk, people["eve"].pk}
+
+    # Re-opened, the rule shows what was saved.
+    page.get_by_test_id("edit-segment").click()
+    leaf = page.get_by_test_id("rule-tree").locator("[data-path='r-0']")
+    expect(leaf.get_by_label("Customer value")).to_have_value("churn_risk")
+    expect(leaf.get_by_label("Comparison")).to_have_value("gte")
+    expect(leaf.get_by_label("Value", exact=True)).to_have_value("0.7")
+    expect(_count(page)).to_have_text("2")
+
+    # A template starts from a computed tier.
+    page.goto("/w/acme/segments/new")
+    page.get_by_test_id("templates-menu").click()
+    page.get_by_role("link", name=re.compile("^Champions")).click()
+    expect(page.locator("#segment-name")).to_have_value("Champions")
+    expect(_count(page)).to_have_text("1")

@@ -31,7 +31,11 @@ def url(name: str, **kwargs) -> str:
 
 def leaf_form(*pairs: tuple[str, str], name: str = "Value") -> QueryDict:
     """The builder form with one leaf at r-0; pairs are (field, value) after "r-0-",
-    repeated for checkboxes. Post it as `posted(form)`."""
+    repeated for checkboxes. Post it as `posted(form)`. Unless given, the hidden
+    "shown" field says the inputs were drawn for the posted trait, as in the page."""
+    fields = dict(pairs)
+    if "shown" not in fields and "trait" in fields:
+        pairs = (("shown", fields["trait"]), *pairs)
     form = QueryDict(mutable=True)
     for key, value in (
         ("name", name),
@@ -158,6 +162,13 @@ def test_picking_another_trait_restarts_the_rule_from_that_trait():
     numbers = leaf_form(("shown", "ltv"), ("trait", "churn_risk"), ("op", "lt"), ("value", "500"))
     assert builder.draft_from_post(numbers)["rules"] == [
         {"type": "computed_trait", "trait": "churn_risk", "op": "lt", "value": None}
+    ]
+    # Switched from another kind of condition: its op and value are left behind.
+    # (an attribute's trait and value, here).
+    fresh = leaf_form(("op", "gte"), ("value", "2"))
+    fresh["r-0-trait"] = "plan"
+    assert builder.draft_from_post(fresh)["rules"] == [
+        {"type": "computed_trait", "trait": "value_tier", "op": "eq", "value": "champion"}
     ]
     # is -> is one of keeps the chosen tier; is one of -> is keeps the first ticked.
     widened = leaf_form(
@@ -382,6 +393,7 @@ def test_an_error_in_a_nested_customer_value_rule_lands_on_it(workspace, make_me
         ("r-1-0-op", "exists"),
         ("r-1-1-kind", "leaf"),
         ("r-1-1-type", "computed_trait"),
+        ("r-1-1-shown", "churn_risk"),
         ("r-1-1-trait", "churn_risk"),
         ("r-1-1-op", "lt"),
         ("r-1-1-value", "x"),
