@@ -66,14 +66,19 @@ def _pick(rng: random.Random, weighted) -> str:
 
 
 def demo_delivery_create(
-    *, workspace: Workspace, message_count: int = 600, seed: int = 20261204, now=None
+    *,
+    workspace: Workspace,
+    message_count: int = 600,
+    seed: int = 20261204,
+    now=None,
+    template_names: tuple[str, ...] | None = None,
 ) -> int:
     """Settings, topics and a message history for the demo workspace; returns how many
-    messages were written (0 when the demo history is there already)."""
+    messages were written (0 when the demo history is there already). With
+    `template_names`, only the SENDS of those templates (load_demo leaves the welcome
+    and checkout emails to the demo journeys, journeys.demo)."""
     from content.models import Template
-    from content.rendering import build_context, render_version
     from delivery.services import channel_settings_save
-    from delivery.tokens import preferences_url, unsubscribe_url
     from segments.models import Profile
 
     if Message.objects.filter(workspace=workspace, idempotency_key__startswith=KEY_PREFIX).exists():
@@ -86,7 +91,14 @@ def demo_delivery_create(
             workspace=workspace, name__in=[name for name, *_ in SENDS]
         ).select_related("current_version__template")
     }
-    sends = [send for send in SENDS if send[0] in templates]
+    sends = [
+        send
+        for send in SENDS
+        if send[0] in templates and (template_names is None or send[0] in template_names)
+    ]
+    if template_names is not None and sends:
+        total = sum(send[3] for send in sends)
+        sends = [(name, channel, topic, share / total) for name, channel, topic, share in sends]
     profiles = list(
         Profile.objects.filter(workspace=workspace).exclude(email="").exclude(user_id="")
         .order_by("pk")[: message_count * 2]
@@ -137,53 +149,109 @@ def demo_delivery_create(
             events = _story(rng, message, outcome, created)
             messages.append(message)
             stories.append((outcome, events))
-        Message.objects.bulk_create(messages, batch_size=500)
-        # Rendered with their own ids, so the links in them (unsubscribe) work.
-        for message in messages:
-            context = build_context(
+        demo_messages_write(workspace=workspace, messages=messages, stories=stories)
+    return len(messages)
+
+
+def demo_messages_write(
+    *,
+    workspace: Workspace,
+    messages: list[Message],
+    stories: list[tuple[str, list[tuple[str, datetime, dict]]]],
+    trigger_events: list[dict | None] | None = None,
+) -> None:
+    """Store messages whose fields `demo_story` set, rendered for their profiles (with
+    the trigger event of their journey step, when given), with the events of their
+    stories; bounces join the suppression list and unsubscribes (and sends held back
+    for an unsubscribe) leave the person unsubscribed from email. In the caller's
+    transaction."""
+    from content.rendering import build_context, render_version
+    from delivery.tokens import preferences_url, unsubscribe_url
+
+    Message.objects.bulk_create(messages, batch_size=500)
+    # Rendered with their own ids, so the links in them (unsubscribe) work.
+    for index, message in enumerate(messages):
+        if message.template_version is None:
+            continue
+        context = build_context(
+            workspace=workspace,
+            profile=_profile_context(message.profile),
+            event=trigger_events[index] if trigger_events else None,
+            message={
+                "id": message.pk,
+                "unsubscribe_url": unsubscribe_url(message.pk),
+                "preferences_url": preferences_url(message.profile_id),
+                "confirm_url": "",
+            },
+        )
+        message.rendered = render_version(
+            version=message.template_version, locale=message.profile.locale, context=context
+        ).fields
+    Message.objects.bulk_update(messages, ["rendered"], batch_size=500)
+
+    rows: list[MessageEvent] = []
+    for message, (outcome, events) in zip(messages, stories, strict=True):
+        rows.extend(
+            MessageEvent(workspace=workspace, message=message, kind=kind, at=at, data=data)
+            for kind, at, data in events
+        )
+        address = message.profile.email.lower()
+        if outcome == "bounced":
+            Suppression.objects.get_or_create(
                 workspace=workspace,
+                channel="email",
+                address=address,
+                defaults={"reason": "bounce", "note": "550 5.1.1 mailbox unknown"},
+            )
+        if outcome == "suppressed" and message.channel == "email":
+            # Held back for an unsubscribe: the person's opt-out stands as it was.
+            Consent.objects.get_or_create(
                 profile=message.profile,
-                message={
-                    "id": message.pk,
-                    "unsubscribe_url": unsubscribe_url(message.pk),
-                    "preferences_url": preferences_url(message.profile_id),
-                    "confirm_url": "",
+                channel="email",
+                topic="",
+                defaults={
+                    "workspace": workspace,
+                    "status": "unsubscribed",
+                    "source": "one_click",
+                    "updated_at": events[-1][1],
                 },
             )
-            message.rendered = render_version(
-                version=message.template_version, locale=message.profile.locale, context=context
-            ).fields
-        Message.objects.bulk_update(messages, ["rendered"], batch_size=500)
-
-        rows: list[MessageEvent] = []
-        for message, (outcome, events) in zip(messages, stories, strict=True):
-            rows.extend(
-                MessageEvent(workspace=workspace, message=message, kind=kind, at=at, data=data)
-                for kind, at, data in events
+        if outcome == "unsubscribed" and message.channel == "email":
+            Consent.objects.update_or_create(
+                profile=message.profile,
+                channel="email",
+                topic="",
+                defaults={
+                    "workspace": workspace,
+                    "status": "unsubscribed",
+                    "source": "one_click",
+                    "message": message,
+                    "updated_at": events[-1][1],
+                },
             )
-            address = message.profile.email.lower()
-            if outcome == "bounced":
-                Suppression.objects.get_or_create(
-                    workspace=workspace,
-                    channel="email",
-                    address=address,
-                    defaults={"reason": "bounce", "note": "550 5.1.1 mailbox unknown"},
-                )
-            if outcome in ("unsubscribed", "suppressed"):
-                Consent.objects.update_or_create(
-                    profile=message.profile,
-                    channel="email",
-                    topic="",
-                    defaults={
-                        "workspace": workspace,
-                        "status": "unsubscribed",
-                        "source": "one_click",
-                        "message": message if outcome == "unsubscribed" else None,
-                        "updated_at": events[-1][1],
-                    },
-                )
-        MessageEvent.objects.bulk_create(rows, batch_size=1000)
-    return len(messages)
+    MessageEvent.objects.bulk_create(rows, batch_size=1000)
+
+
+def _profile_context(profile) -> dict:
+    """The profile as rendering reads it, without the per-profile query for computed
+    values: the demo computes those after its messages (analytics.value)."""
+    return {
+        "id": profile.pk,
+        "user_id": profile.user_id,
+        "email": profile.email,
+        "phone": profile.phone,
+        "locale": profile.locale,
+        "time_zone": profile.time_zone,
+        "first_seen": profile.first_seen,
+        "last_seen": profile.last_seen,
+        "traits": profile.traits if isinstance(profile.traits, dict) else {},
+        "computed": {},
+    }
+
+
+def demo_story(rng: random.Random, message: Message, outcome: str, at: datetime):
+    """Set the message's final state for `outcome` and return its events in order."""
+    return _story(rng, message, outcome, at)
 
 
 def _pick_send(rng: random.Random, sends):

@@ -27,12 +27,22 @@ class Command(BaseCommand):
         demo_content_create(workspace=workspace)
         from delivery.demo import demo_delivery_create
 
-        messages = demo_delivery_create(workspace=workspace)
+        # The welcome and checkout emails are the demo journeys' (journeys.demo); the
+        # in-app cards outside journeys stay a campaign of their own.
+        messages = demo_delivery_create(
+            workspace=workspace, message_count=120, template_names=("Upgrade card",)
+        )
+        from journeys.demo import demo_journeys_create
+
+        journeys = demo_journeys_create(workspace=workspace, seed=seed)
+        messages += journeys.get("messages", 0)
         from analytics.value import value_demo_configure
 
         value_demo_configure(workspace=workspace)
         self.stdout.write(
             f"Demo workspace '{workspace.slug}' ready in {time.monotonic() - started:.0f}s: "
-            f"{counts['profiles']} profiles, {counts['events']} events, {messages} new messages. "
+            f"{counts['profiles']} profiles, {counts['events']} events, {messages} new messages, "
+            f"{journeys.get('journeys', 0)} journeys with {journeys.get('enrollments', 0)} "
+            f"enrollments and {journeys.get('conversions', 0)} conversions. "
             f"Log in as {DEMO_USERNAME} / {password}"
         )
