@@ -2,9 +2,7 @@
 
 from django.urls import path
 
-from analytics import api, export_api
-from analytics import funnel_api
-from analytics import metrics_api, value_api
+from analytics import api, export_api, funnel_api, metrics_api, value_api
 
 urlpatterns = [
     path(

@@ -9,6 +9,8 @@ from django.db import models
 
 from engagement_site.workspaces.models import Workspace
 
+COUNTER_SHARDS = 8
+
 
 class MessageCounter(models.Model):
     """How many message events of one kind happened on one day (in the workspace's
@@ -26,6 +28,9 @@ class MessageCounter(models.Model):
     variant = models.CharField(max_length=32, blank=True)
     channel = models.CharField(max_length=12)
     kind = models.CharField(max_length=16)
+    # The message id modulo COUNTER_SHARDS: a busy node's events of one day update
+    # several rows instead of queueing on one row's lock; readers sum the shards.
+    shard = models.PositiveSmallIntegerField(default=0)
     count = models.BigIntegerField(default=0)
 
     class Meta:
@@ -33,9 +38,9 @@ class MessageCounter(models.Model):
             models.UniqueConstraint(
                 fields=[
                     "workspace", "day", "journey_id", "journey_version_id", "node_id",
-                    "variant", "channel", "kind",
+                    "variant", "channel", "kind", "shard",
                 ],
-                name="message_counter_unique",
+                name="message_counter_unique_shard",
             )
         ]  # fmt: skip
         indexes = [models.Index(fields=["workspace", "journey_id", "day"], name="counter_journey")]

@@ -9,15 +9,17 @@ from engagement_site.workspaces.models import Workspace
 
 _REBUILD = """
 INSERT INTO analytics_messagecounter
-    (workspace_id, day, journey_id, journey_version_id, node_id, variant, channel, kind, count)
+    (workspace_id, day, journey_id, journey_version_id, node_id, variant, channel, kind, shard,
+     count)
 SELECT event.workspace_id, (event.at AT TIME ZONE workspace.time_zone)::date,
        COALESCE(message.journey_id, 0), COALESCE(message.journey_version_id, 0),
-       message.node_id, message.variant, message.channel, event.kind, count(*)
+       message.node_id, message.variant, message.channel, event.kind,
+       event.message_id %% 8, count(*)
   FROM delivery_messageevent AS event
   JOIN delivery_message AS message ON message.id = event.message_id
   JOIN workspaces_workspace AS workspace ON workspace.id = event.workspace_id
  WHERE event.workspace_id = %s
- GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+ GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
 """
 
 

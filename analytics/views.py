@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from analytics import reports
 from analytics.charts import charts_csv_response
 from analytics.filters import ReportFilters
+from analytics.selectors import message_counters
 from engagement_site.workspaces.access import workspace_view
 from journeys import selectors as journey_selectors
 
@@ -66,7 +67,7 @@ def analytics_home(request: HttpRequest) -> HttpResponse:
                     "journey": journey_id or "",
                 }
             ),
-            "has_messages": reports.MessageCounter.objects.filter(workspace=workspace).exists(),
+            "has_messages": message_counters(workspace=workspace).exists(),
         },
     )
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db.models import Sum
 
 from analytics.models import MessageCounter
 from analytics.selectors import counter_totals
@@ -23,9 +24,19 @@ LATE = datetime(2026, 12, 3, 23, 30, tzinfo=UTC)
 
 
 def _rows(workspace) -> list[tuple]:
+    """The counts per key, summed over the shards."""
+    return sorted(
+        MessageCounter.objects.filter(workspace=workspace)
+        .values_list("day", "journey_id", "node_id", "variant", "channel", "kind")
+        .annotate(total=Sum("count"))
+    )
+
+
+def _stored(workspace) -> list[tuple]:
+    """The counter rows as stored, shard by shard."""
     return sorted(
         MessageCounter.objects.filter(workspace=workspace).values_list(
-            "day", "journey_id", "node_id", "variant", "channel", "kind", "count"
+            "day", "journey_id", "node_id", "variant", "channel", "kind", "shard", "count"
         )
     )
 
@@ -91,8 +102,13 @@ def test_counts_once_per_event_by_day_journey_node_variant_channel(workspace, ot
     assert counter_totals(workspace=other_workspace) == {"sent": 1}
     assert MessageEvent.objects.filter(message=a, kind="delivered").count() == 1
 
-    # The rebuild from the events gives the same numbers, and only for that workspace.
+    # Each message counts in its shard (its id modulo 8).
+    assert {shard for *_, shard, _ in _stored(workspace)} == {a.pk % 8, b.pk % 8, outside.pk % 8}
+    # The rebuild from the events gives the same rows, shard by shard, and only for that
+    # workspace.
+    stored = _stored(workspace)
     MessageCounter.objects.filter(workspace=workspace).update(count=99)
     call_command("rebuild_metrics", "--workspace", workspace.slug)
     assert _rows(workspace) == expected
+    assert _stored(workspace) == stored
     assert counter_totals(workspace=other_workspace) == {"sent": 1}
