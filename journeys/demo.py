@@ -443,6 +443,7 @@ class _History:
     # ---------------------------------------------------------------- journeys
 
     def welcome(self, journey: Journey, version: JourneyVersion, ids) -> None:
+        self.rng = random.Random(f"{self.seed}:{journey.name}")  # one story per journey
         tips, nudge = ids[("email", "tips email")], ids[("in_app", "welcome nudge card")]
         welcome = ids[("email", "welcome email")]
         for profile_id, event in self.events[SIGNUP_EVENT]:
@@ -501,6 +502,7 @@ class _History:
         path.finish(converted=True, at=at)
 
     def cart(self, journey: Journey, version: JourneyVersion, ids) -> None:
+        self.rng = random.Random(f"{self.seed}:{journey.name}")
         split = next(
             node for node in version_definition(version).nodes if isinstance(node, SplitNode)
         )
@@ -601,6 +603,7 @@ class _History:
                     path.finish(converted=False, at=settled)
 
     def win_back(self, journey: Journey, version: JourneyVersion, ids, segment) -> None:
+        self.rng = random.Random(f"{self.seed}:{journey.name}")
         from django.db.models import Max
 
         from segments.models import Event, SegmentMembership
@@ -767,7 +770,11 @@ def _messages_write(*, workspace: Workspace, history: _History, paths: list[_Pat
     }
     versions = TemplateVersion.objects.select_related("template").in_bulk(set(pins.values()))
     rows, stories, events = [], [], []
+    rngs: dict[int, random.Random] = {}
     for path, planned_message in planned:
+        rng = rngs.setdefault(
+            path.journey.pk, random.Random(f"{history.seed}:{path.journey.name}:messages")
+        )
         row = Message(
             workspace=workspace,
             idempotency_key=f"{path.enrollment.pk}:{planned_message.node_id}:1",
@@ -782,7 +789,7 @@ def _messages_write(*, workspace: Workspace, history: _History, paths: list[_Pat
             created_at=planned_message.at,
             updated_at=planned_message.at,
         )
-        story = demo_story(history.rng, row, planned_message.outcome, planned_message.at)
+        story = demo_story(rng, row, planned_message.outcome, planned_message.at)
         planned_message.message = row
         rows.append(row)
         stories.append((planned_message.outcome, story))
