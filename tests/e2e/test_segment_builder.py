@@ -81,6 +81,13 @@ def _count(page):
     return page.get_by_test_id("preview-count")
 
 
+def _settled(page) -> None:
+    """htmx wires a swapped-in tree's selects when it settles (and drops htmx-added
+    then); a select changed before that would post a preview instead of a redraw.
+    Call after expecting something the new tree has."""
+    expect(page.locator("#rule-tree.htmx-added")).to_have_count(0)
+
+
 def test_build_a_two_level_rule_see_its_size_and_save_it(page, workspace, owner):
     people = _people(workspace)
     _log_in(page)
@@ -215,6 +222,7 @@ def test_a_customer_value_condition_counts_computed_values(page, workspace, othe
     # The first condition becomes a customer value: value tier is champion.
     leaf.get_by_label("Kind of condition").select_option(label="Customer value")
     expect(leaf.get_by_label("Value tier", exact=True)).to_have_value("champion")
+    _settled(page)
     expect(_count(page)).to_have_text("1")  # ann
     expect(page.get_by_test_id("preview-summary")).to_have_text(
         "People whose value tier is champion"
@@ -224,6 +232,7 @@ def test_a_customer_value_condition_counts_computed_values(page, workspace, othe
     leaf.get_by_label("Comparison").select_option(label="is one of")
     tiers = leaf.get_by_role("group", name="Value tiers")
     expect(tiers.get_by_label("Champion")).to_be_checked()
+    _settled(page)
     tiers.get_by_label("At risk").check()
     expect(_count(page)).to_have_text("2")
     expect(page.get_by_test_id("preview-summary")).to_have_text(
@@ -237,6 +246,7 @@ def test_a_customer_value_condition_counts_computed_values(page, workspace, othe
     # Churn risk: a number is needed, and the rule says so until one is typed.
     leaf.get_by_label("Customer value").select_option(label="churn risk")
     expect(leaf.get_by_label("Value", exact=True)).to_have_value("")
+    _settled(page)
     expect(leaf).to_have_class(re.compile(r"rule--invalid"))
     expect(leaf.locator("[data-rule-error]")).to_contain_text("churn_risk needs a number")
     leaf.get_by_label("Value", exact=True).fill("0.7")
