@@ -131,8 +131,8 @@ def analytics_journey(request: HttpRequest, journey_id: int) -> HttpResponse:
     )
 
 
-@require_POST
 @workspace_view("journeys.publish")
+@require_POST
 def analytics_declare_winner(request: HttpRequest, journey_id: int) -> HttpResponse:
     from analytics.services import ExperimentRefused, experiment_winner_declare
     from engagement_site.workspaces.services import AuditContext

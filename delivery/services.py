@@ -76,16 +76,23 @@ def message_status_record(
             )
         fields = ["status", "updated_at", *_stamp(message, status, at)]
         # An open or click implies every stage before it (an email open pixel is often
-        # the first sign of delivery).
+        # the first sign of delivery): stamped, and recorded as events of their own so
+        # the counters never show more opens than deliveries or clicks than opens.
+        implied = []
         if status in Message.PROGRESS:
             for earlier in Message.PROGRESS[1 : Message.PROGRESS.index(status)]:
-                fields += _stamp(message, earlier, at)
+                stamped = _stamp(message, earlier, at)
+                fields += stamped
+                if stamped:
+                    implied.append(earlier)
         message.status = status
         if reason:
             message.reason = reason[:200]
             fields.append("reason")
         message.updated_at = timezone.now()
         message.save(update_fields=sorted(set(fields)))
+        for earlier in implied:
+            message_event_record(message=message, kind=earlier, at=at, data={"implied_by": status})
         message_event_record(
             message=message, kind=status, at=at, data=_event_data(reason=reason, code=code)
         )

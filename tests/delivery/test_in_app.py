@@ -230,6 +230,7 @@ def test_read_clicked_and_dismissed_move_the_card_and_the_unread_count(workspace
     newer.refresh_from_db()
     assert newer.dismissed_at == first_dismissal
     assert sorted(MessageEvent.objects.filter(message=newer).values_list("kind", flat=True)) == [
+        "delivered",  # implied by the open
         "dismissed",
         "opened",
         "sent",

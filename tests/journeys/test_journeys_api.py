@@ -203,6 +203,7 @@ def test_every_journey_endpoint_is_in_the_openapi_schema(client):
         "/api/v1/journeys/{journey_id}/versions/", "/api/v1/journeys/{journey_id}/enrollments/",
         "/api/v1/journeys/{journey_id}/experiments",
         "/api/v1/journeys/{journey_id}/experiments/{node_id}/winner",
+        "/api/v1/journeys/{journey_id}/metrics",
         "/api/v1/profiles/{profile_id}/journeys",
     }  # fmt: skip
 
