@@ -84,6 +84,17 @@ def rates(totals: dict, *, delivery_sent: int | None = None) -> dict:
     }
 
 
+def _delivery_sent(by_channel_kind: dict[tuple[str, str], int]) -> int:
+    """The messages sent through the channels that reported a delivery, of counts by
+    (channel, kind)."""
+    channels = {channel for channel, _ in by_channel_kind}
+    return sum(
+        by_channel_kind.get((channel, "sent"), 0)
+        for channel in channels
+        if by_channel_kind.get((channel, "delivered"))
+    )
+
+
 def _label(day) -> str:
     return day.isoformat()
 
@@ -172,14 +183,7 @@ def overview(
             "conversions": totals["conversions"],
         },
         "revenue": revenue,
-        "rates": rates(
-            totals,
-            delivery_sent=sum(
-                by_channel_kind[name, "sent"]
-                for name in {name for name, _ in by_channel_kind}
-                if by_channel_kind[name, "delivered"]
-            ),
-        ),
+        "rates": rates(totals, delivery_sent=_delivery_sent(by_channel_kind)),
         "charts": charts,
     }
 
@@ -218,26 +222,15 @@ def by_channel(*, workspace: Workspace, date_range: DateRange, journey_id: int |
 
 
 def by_journey(*, workspace: Workspace, date_range: DateRange, channel: str | None = None):
-    """{journey id: {<kind>: count, conversions, revenue}} for the range (0: messages
-    outside journeys)."""
-    result: dict[int, dict] = defaultdict(lambda: dict.fromkeys((*KINDS, "conversions"), 0))
-    for journey_id, kind, count in (
-        _counters(workspace=workspace, date_range=date_range, channel=channel)
-        .values_list("journey_id", "kind")
-        .annotate(n=Sum("count"))
-    ):
-        result[journey_id][kind] += count
-    for row in (
-        _conversions(workspace=workspace, date_range=date_range)
-        .values("journey_id")
-        .annotate(conversions=Count("id"), revenue=Sum("revenue"))
-    ):
-        result[row["journey_id"]]["conversions"] = row["conversions"]
-        result[row["journey_id"]]["revenue"] = row["revenue"]
-    for row in result.values():
-        row.setdefault("revenue", Decimal(0))
-        row["rates"] = rates(row)
-    return dict(result)
+    """{journey id: {<kind>: count, conversions, revenue, rates}} for the range (0:
+    messages outside journeys); with a channel, its messages and the conversions whose
+    last touch it was."""
+    return {
+        row["journey"]: row
+        for row in metric_rows(
+            workspace=workspace, date_range=date_range, group_by=["journey"], channel=channel
+        )
+    }
 
 
 def channel_report(*, workspace: Workspace, date_range: DateRange, costs: dict) -> dict:
@@ -455,6 +448,9 @@ def metric_rows(
     grouped by the given dimensions (GROUPINGS), in dimension order."""
     counter_fields = [_COUNTER_FIELDS[name] for name in group_by]
     rows: dict[tuple, dict] = {}
+    # Per row, counts by (channel, kind): the delivery rate is over the channels that
+    # reported deliveries.
+    by_channel_kind: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
 
     def row(key: tuple) -> dict:
         if key not in rows:
@@ -468,9 +464,10 @@ def metric_rows(
     counters = _counters(
         workspace=workspace, date_range=date_range, channel=channel, journey_id=journey_id
     )
-    for values in counters.values_list(*counter_fields, "kind").annotate(n=Sum("count")):
-        *key, kind, count = values
+    for values in counters.values_list(*counter_fields, "channel", "kind").annotate(n=Sum("count")):
+        *key, row_channel, kind, count = values
         row(tuple(key))[kind] += count
+        by_channel_kind[tuple(key)][row_channel, kind] += count
     conversions = _conversions(workspace=workspace, date_range=date_range, journey_id=journey_id)
     if channel:
         conversions = conversions.filter(last_touch__channel=channel)
@@ -490,7 +487,6 @@ def metric_rows(
         target = row(key)
         target["conversions"] += count
         target["revenue"] += revenue or 0
-    result = sorted(rows.values(), key=lambda item: tuple(str(item[name]) for name in group_by))
-    for item in result:
-        item["rates"] = rates(item)
-    return result
+    for key, item in rows.items():
+        item["rates"] = rates(item, delivery_sent=_delivery_sent(by_channel_kind[key]))
+    return sorted(rows.values(), key=lambda item: tuple(str(item[name]) for name in group_by))

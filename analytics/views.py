@@ -40,7 +40,7 @@ def analytics_home(request: HttpRequest) -> HttpResponse:
     names = {journey.pk: journey for journey in journeys}
     top = sorted(
         (
-            {"journey": names.get(journey_id), "journey_id": journey_id, **numbers}
+            {**numbers, "journey": names.get(journey_id), "journey_id": journey_id}
             for journey_id, numbers in per_journey.items()
             if journey_id in names or journey_id == 0
         ),
@@ -79,7 +79,7 @@ def analytics_journeys(request: HttpRequest) -> HttpResponse:
     date_range = filters.date_range()
     per_journey = reports.by_journey(workspace=workspace, date_range=date_range)
     rows = [
-        {"journey": journey, **per_journey.get(journey.pk, _empty())}
+        {**per_journey.get(journey.pk, _empty()), "journey": journey}
         for journey in journey_selectors.workspace_journeys(workspace=workspace)
         .exclude(status="archived")
         .order_by("name")

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from analytics.filters import DateRange, ReportFilters
 from analytics.models import Conversion
-from analytics.reports import by_channel, channel_report, overview
+from analytics.reports import by_channel, by_journey, channel_report, overview
 from delivery.models import ChannelSettings, Message
 from delivery.services import message_event_record, message_status_record
 from engagement_site.workspaces.models import AuditLog
@@ -197,11 +197,61 @@ def test_channel_page_shows_costs_from_channel_settings(workspace, make_member):
     client = logged_in(make_member("viewer"))
     url = reverse("analytics_channels", kwargs={"workspace_slug": workspace.slug})
     html = client.get(url, {"start": "2026-12-01", "end": "2026-12-03"}).content.decode()
-    assert '<td class="num">0.01</td>' in html
-    assert '<td class="num">0.03</td>' in html
+    # Sent, delivered, delivery rate, bounced, bounce rate, failed, not sent, complaints,
+    # cost per message, cost (3 x 0.01), cost per conversion (0.03 / 1).
+    assert _cells(html, 'data-channel="email"') == [
+        "email", "3", "2", "66.7%", "1", "33.3%", "0", "0", "0", "0.01", "0.03", "0.03",
+    ]  # fmt: skip
+    assert _cells(html, 'data-channel="sms"')[9:] == ["set a cost", "—", "—"]
     journeys_page = client.get(
         reverse("analytics_journeys", kwargs={"workspace_slug": workspace.slug}),
         {"start": "2026-12-01", "end": "2026-12-03"},
     )
-    assert journeys_page.status_code == 200
-    assert ">Welcome</a>" in journeys_page.content.decode()
+    # Status, sent, delivered, open rate, CTR, unsubscribed, conversions, revenue.
+    assert _cells(journeys_page.content.decode(), "<tbody>", after="journey-results")[1:] == [
+        "Live",
+        "4",
+        "3",
+        "25.0%",
+        "25.0%",
+        "1",
+        "2",
+        "40.00",
+    ]
+
+
+def _cells(html: str, marker: str, *, after: str = "") -> list[str]:
+    """The text of each cell of the first table row that `marker` opens (after `after`)."""
+    import re
+
+    html = html[html.index(after) :] if after else html
+    row = html[html.index(marker) : html.index("</tr>", html.index(marker))]
+    return [
+        re.sub(r"<[^>]+>", "", cell).strip()
+        for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    ]
+
+
+def test_journey_rows_under_a_channel_filter_and_delivery_over_reporting_channels(workspace):
+    journey = _history(workspace)["journey"]
+    push = Message.objects.create(
+        workspace=workspace, profile=Profile.objects.get(workspace=workspace, user_id="p0"),
+        journey=journey, journey_version=journey.live_version, node_id="pick", channel="push",
+        idempotency_key="push-0",
+    )  # fmt: skip
+    message_status_record(message_id=push.pk, status="sent", at=DEC[2])
+    rows = by_journey(workspace=workspace, date_range=_range(workspace))
+    row = rows[journey.pk]
+    assert (row["sent"], row["delivered"], row["conversions"], row["revenue"]) == (
+        5, 3, 2, Decimal("40.00"),
+    )  # fmt: skip
+    # Push reported no delivery in the range: 3 delivered of the 4 email and SMS sends.
+    assert row["rates"]["delivery_rate"] == 0.75
+    sms = by_journey(workspace=workspace, date_range=_range(workspace), channel="sms")[journey.pk]
+    # Only the SMS and the conversion it was the last touch of.
+    assert (sms["sent"], sms["conversions"], sms["revenue"]) == (1, 1, Decimal("0"))
+    push_only = by_journey(workspace=workspace, date_range=_range(workspace), channel="push")
+    assert (
+        push_only[journey.pk]["conversions"],
+        push_only[journey.pk]["rates"]["delivery_rate"],
+    ) == (0, None)
