@@ -9,6 +9,7 @@ import json
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from pydantic import ValidationError
 
 from analytics.charts import Chart, Series, charts_csv_response
 from analytics.filters import ReportFilters
@@ -84,19 +85,21 @@ def _steps(rows: list[dict]) -> list[EventStep]:
     for row in rows:
         if not row["event"]:
             continue
+        # Errors name the row as the form shows it, whatever rows above it are blank.
+        index = row["number"] - 1
         filters = []
         if row["property"]:
             try:
                 filters = [
                     PropertyFilter(property=row["property"], op="eq", value=_value(row["value"]))
                 ]
-            except ValueError:
-                raise ReportInputError(
-                    f"steps[{len(steps)}].property",
-                    "must be a dotted path without empty parts",
-                ) from None
+            except ValidationError as error:
+                detail = error.errors()[0]
+                field = "property" if detail["loc"] == ("property",) else "value"
+                message = str(detail["msg"]).removeprefix("Value error, ")
+                raise ReportInputError(f"steps[{index}].{field}", message) from None
         if len(row["event"]) > 200:
-            raise ReportInputError(f"steps[{len(steps)}].event", "takes at most 200 characters")
+            raise ReportInputError(f"steps[{index}].event", "takes at most 200 characters")
         steps.append(EventStep(event=row["event"], filters=filters))
     return steps
 

@@ -86,6 +86,8 @@ def _check_value(op: str, value: Any) -> Any:
             raise ValueError(f"in takes at most {MAX_LIST_VALUES} values")
         if any(isinstance(item, (list, dict)) or item is None for item in value):
             raise ValueError("in takes strings, numbers or booleans")
+        if any(isinstance(item, float) and not math.isfinite(item) for item in value):
+            raise ValueError("in takes finite numbers only (no NaN or infinity)")
         return value
     if op == "within_last_days":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -99,6 +101,8 @@ def _check_value(op: str, value: Any) -> Any:
         return _aware(parsed).isoformat()
     if value is None or isinstance(value, (list, dict)):
         raise ValueError(f"{op} needs a string, number or boolean value")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{op} needs a finite number (not NaN or infinity)")
     if op in ORDER_OPERATORS and isinstance(value, bool):
         raise ValueError(f"{op} needs a number or a string")
     if op == "contains" and isinstance(value, bool):

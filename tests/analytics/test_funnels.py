@@ -612,6 +612,12 @@ def test_funnel_page_filter_and_breakdown(shop, owner_client):
          "End: The end comes before the start."),
         ("?event=view&event=cart&breakdown=trait&breakdown_path=.x",
          "Breakdown by: must be a dotted path without empty parts"),
+        # Not a number PostgreSQL can compare: refused, not a 500.
+        ("?event=view&property=total&value=NaN&event=cart",
+         "Step 1: eq needs a finite number (not NaN or infinity)"),
+        # The row as the form shows it, though the first row is blank.
+        ("?event=&property=&value=&event=view&property=a..b&value=1&event=cart",
+         "Step 2: must be a dotted path without empty parts"),
     ],
 )  # fmt: skip
 def test_funnel_page_names_the_field_of_bad_input(shop, owner_client, query, message):

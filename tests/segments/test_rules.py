@@ -147,6 +147,14 @@ def test_the_error_names_the_offending_rule_by_its_path():
             {"type": "computed_trait", "trait": "value_tier", "op": "gt", "value": "loyal"},
             "root (computed_trait): value_tier takes eq, ne or in",
         ),
+        (
+            event_count(filters=[{"property": "total", "op": "gt", "value": float("nan")}]),
+            "root (event_count): filters[0] gt needs a finite number (not NaN or infinity)",
+        ),
+        (
+            event_count(filters=[{"property": "total", "op": "in", "value": [1, float("inf")]}]),
+            "root (event_count): filters[0] in takes finite numbers only (no NaN or infinity)",
+        ),
     ],
 )
 def test_invalid_definitions_are_rejected_with_a_clear_message(definition, message):
