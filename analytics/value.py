@@ -138,11 +138,16 @@ def annuity_factor(*, discount_rate: float, lifespan_years: float) -> float:
     return (1 - (1 + discount_rate) ** -lifespan_years) / discount_rate
 
 
+# An amount is a number, or a string that reads as one, below a billion: a larger one
+# (a typo, a test, a hostile client) is ignored rather than overflowing the sums.
 _NUMBER = (
+    "(SELECT CASE WHEN abs(amount) < 1e9 THEN amount END FROM (SELECT "
     "CASE jsonb_typeof({value}) WHEN 'number' THEN ({value} #>> '{{}}')::numeric "
-    "WHEN 'string' THEN CASE WHEN btrim({value} #>> '{{}}') ~ '^-?[0-9]+(\\.[0-9]+)?$' "
-    "THEN btrim({value} #>> '{{}}')::numeric END END"
+    "WHEN 'string' THEN CASE WHEN btrim({value} #>> '{{}}') ~ '^-?[0-9]{{1,30}}(\\.[0-9]{{1,30}})?$' "
+    "THEN btrim({value} #>> '{{}}')::numeric END END AS amount) AS parsed)"
 )
+# The stored columns hold up to 12 digits before the point.
+_MONEY_CAP = "999999999999.99"
 
 _COMPUTE = """
 WITH revenue AS (
@@ -205,12 +210,14 @@ WITH revenue AS (
      CROSS JOIN total t
      WHERE p.workspace_id = %(workspace)s
 ), valued AS (
-    SELECT *, round(aov * frequency * %(annuity)s::numeric, 2) AS ltv FROM computed
+    SELECT *, least(round(aov * frequency * %(annuity)s::numeric, 2), {cap}) AS ltv
+      FROM computed
 )
 INSERT INTO analytics_customervalue
     (profile_id, workspace_id, revenue, orders, average_order_value, purchase_frequency,
      ltv, engagement_score, value_tier, churn_risk, last_engaged_at, computed_at)
-SELECT profile_id, %(workspace)s, round(revenue, 2), orders, round(aov, 2),
+SELECT profile_id, %(workspace)s, least(round(revenue, 2), {cap}), orders,
+       least(round(aov, 2), {cap}),
        round(frequency, 4), ltv, score,
        CASE WHEN last_at IS NULL OR silent_days >= %(lost_days)s THEN 'lost'
             WHEN silent_days >= %(at_risk_days)s THEN 'at_risk'
@@ -271,7 +278,7 @@ def _statement(settings: CustomerValueSettings, *, now: datetime) -> tuple[str, 
     weights = settings.touchpoint_weights or {}
     params["touchpoints"] = list(TOUCHPOINTS)
     params["weights"] = [float(weights.get(touchpoint, 0) or 0) for touchpoint in TOUCHPOINTS]
-    sql = _COMPUTE.format(amount=amount, touchpoint=f"CASE {' '.join(cases)} END")
+    sql = _COMPUTE.format(amount=amount, touchpoint=f"CASE {' '.join(cases)} END", cap=_MONEY_CAP)
     return sql, params
 
 
@@ -323,9 +330,10 @@ def customer_value_recompute(*, workspace: Workspace, now: datetime | None = Non
     return written
 
 
-def customer_value_enqueue(*, workspace: Workspace) -> bool:
+def customer_value_enqueue(*, workspace: Workspace, retry_failed: bool = False) -> bool:
     """Queue the workspace's recompute (after commit) unless one already waits or
-    runs (a fixed job id). Returns whether a job was queued."""
+    runs (a fixed job id), or failed within the last hour (unless `retry_failed`: a
+    person asked). Returns whether a job was queued."""
     import django_rq
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
@@ -338,6 +346,9 @@ def customer_value_enqueue(*, workspace: Workspace) -> bool:
             "started",
             "deferred",
             "scheduled",
+            # A failed run waits out its failure_ttl (an hour) before the scheduler
+            # tries again, instead of failing again on every tick.
+            *(() if retry_failed else ("failed",)),
         }:
             return False
     except NoSuchJobError:
@@ -352,6 +363,21 @@ def customer_value_enqueue(*, workspace: Workspace) -> bool:
         job_timeout=3600,
     )
     return True
+
+
+def customer_value_recompute_request(*, workspace: Workspace, context: AuditContext) -> bool:
+    """Someone asked for a recompute now: queue it (also after a failed run) and audit
+    the request. Returns whether a job was queued (False: one waits or runs)."""
+    queued = customer_value_enqueue(workspace=workspace, retry_failed=True)
+    audit_record(
+        context=context,
+        action="value.recompute",
+        workspace=workspace,
+        object_type="analytics.CustomerValue",
+        object_repr="Customer values",
+        changes={"queued": queued},
+    )
+    return queued
 
 
 def workspaces_due_for_value(*, now: datetime | None = None) -> list[Workspace]:

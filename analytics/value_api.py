@@ -53,6 +53,7 @@ class _ChannelRate(serializers.Serializer):
 
 class _Strategy(serializers.Serializer):
     tier = serializers.CharField()
+    label = serializers.CharField()
     people = serializers.IntegerField()
     journey_template = serializers.CharField(help_text="A key of the journey catalog.")
     journey_template_name = serializers.CharField()
@@ -86,19 +87,30 @@ class ValueReportOutput(serializers.Serializer):
 
 
 class ValueReportApi(APIView):
+    """The report names the top customers with their emails: like its downloads, it
+    takes analytics.export and is audited."""
+
     permission_classes = [HasWorkspacePermission]
-    required_permissions = {"GET": VIEW}
+    required_permissions = {"GET": "analytics.export"}
 
     @extend_schema(
         responses=ValueReportOutput,
         summary="The customer value report",
         description="Tiers (people, share, revenue), the LTV histogram, the top "
         "customers and a strategy per tier (journey template and best channel by click "
-        "rate), from the last recompute (docs/analytics.md, Customer value).",
+        "rate), from the last recompute (docs/analytics.md, Customer value). It names "
+        "customers, so it takes analytics.export and is audited (`value.export`).",
     )
     def get(self, request):
+        from analytics.value import value_report_export_record
+        from engagement_site.workspaces.services import AuditContext
+
         workspace = api_workspace(request).workspace
-        return Response(value_report(workspace=workspace))
+        report = value_report(workspace=workspace)
+        value_report_export_record(
+            workspace=workspace, export_format="api", context=AuditContext.from_request(request)
+        )
+        return Response(ValueReportOutput(report).data)
 
 
 class ProfileValueOutput(serializers.Serializer):

@@ -18,6 +18,7 @@ from analytics.value import (
     SETTINGS_FIELDS,
     TOUCHPOINTS,
     customer_value_enqueue,
+    customer_value_recompute_request,
     value_report,
     value_report_export_record,
     value_report_json,
@@ -183,7 +184,9 @@ def analytics_value(request: HttpRequest) -> HttpResponse:
         if not member_can(request, "analytics.edit"):
             raise PermissionDenied("Your role cannot change analytics: analytics.edit")
         if request.POST.get("action") == "recompute":
-            if customer_value_enqueue(workspace=workspace):
+            if customer_value_recompute_request(
+                workspace=workspace, context=AuditContext.from_request(request)
+            ):
                 messages.success(request, "Recomputing customer values; reload in a moment.")
             else:
                 messages.info(request, "A recompute is already queued or running.")

@@ -13,6 +13,7 @@ from analytics.models import CustomerValue, CustomerValueSettings
 from analytics.value import (
     annuity_factor,
     customer_value_compute,
+    customer_value_enqueue,
     customer_value_recompute,
     scheduler_duty,
     value_settings_get,
@@ -229,3 +230,38 @@ def test_liquid_reads_the_computed_values(workspace, other_workspace):
     assert build_context(profile=people["ann"])["profile"]["computed"] == {
         "ltv": 994.74, "engagement_score": 61.5, "value_tier": "champion", "churn_risk": 0.097,
     }  # fmt: skip
+
+
+def test_an_absurd_amount_is_ignored_instead_of_failing_the_workspace(workspace, other_workspace):
+    from tests.analytics.value_data import event
+
+    people = shop(workspace, other_workspace)
+    # 10^12 overflows the stored columns; a billion is over the per-order bound; both
+    # count as orders without revenue. Ann's 400.00 stays as worked out by hand.
+    event(people["eve"], 3, "Order Completed", revenue=1e12)
+    event(people["eve"], 2, "Order Completed", total="1000000000")
+    assert customer_value_compute(workspace=workspace, now=NOW) == 5
+    eve = CustomerValue.objects.get(profile=people["eve"])
+    assert (eve.orders, eve.revenue, eve.ltv) == (2, Decimal("0.00"), Decimal("0.00"))
+    assert CustomerValue.objects.get(profile=people["ann"]).revenue == Decimal("400.00")
+
+
+def test_a_failed_run_is_not_queued_again_on_every_tick(
+    workspace, django_capture_on_commit_callbacks
+):
+    import django_rq
+    from rq.job import Job, JobStatus
+
+    queue = django_rq.get_queue("default")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert customer_value_enqueue(workspace=workspace) is True
+    job = Job.fetch(f"customer-value-{workspace.pk}", connection=queue.connection)
+    job.set_status(JobStatus.FAILED)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        scheduler_duty()
+    assert callbacks == []
+    assert customer_value_enqueue(workspace=workspace) is False
+    # A person asking (Recompute now) retries at once.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert customer_value_enqueue(workspace=workspace, retry_failed=True) is True
+    assert Job.fetch(job.id, connection=queue.connection).get_status() == JobStatus.QUEUED

@@ -275,13 +275,23 @@ def test_recompute_now_queues_one_job(
         with django_capture_on_commit_callbacks(execute=True):
             assert client.post(URL, {"action": "recompute"}).status_code == 302
     assert django_rq.get_queue("default").job_ids == [f"customer-value-{workspace.pk}"]
+    # Each request is audited, with whether it queued a job.
+    assert [row.changes for row in _audits(workspace, "value.recompute")] == [
+        {"queued": True}, {"queued": False},
+    ]  # fmt: skip
 
 
 def test_the_api(valued, workspace, other_workspace):
-    client = secret_key_client(workspace, "viewer")
+    # The report names customers: a viewer (no analytics.export) is refused, unaudited.
+    assert secret_key_client(workspace, "viewer").get("/api/v1/value-report").status_code == 403
+    assert not AuditLog.objects.filter(action="value.export").exists()
+    client = secret_key_client(workspace, "analyst")
     response = client.get("/api/v1/value-report")
     assert response.status_code == 200
     assert response.json() == json.loads(json.dumps(value_report(workspace=workspace)))
+    assert list(
+        AuditLog.objects.filter(action="value.export").values_list("changes", flat=True)
+    ) == [{"format": "api"}]
     ann = valued["ann"]
     response = client.get(f"/api/v1/profiles/{ann.pk}/value")
     assert response.json() == {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from analytics.value import (
-    customer_value_compute,
+    customer_value_recompute,
     value_report,
     value_report_json,
     value_report_markdown,
@@ -26,7 +26,8 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError(f"No workspace with the slug {workspace!r}.")
         if recompute:
-            customer_value_compute(workspace=found)
+            # The values and the segments that read them, as the scheduled job does.
+            customer_value_recompute(workspace=found)
         report = value_report(workspace=found)
         text = value_report_markdown(report) if format == "md" else value_report_json(report)
         self.stdout.write(text, ending="")
