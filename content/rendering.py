@@ -270,23 +270,30 @@ def _profile_data(profile: Any) -> dict[str, Any]:
     data["traits"] = traits
     state = getattr(profile, "_state", None)
     if state is not None and not state.adding:  # a stored profile, not a preview's
-        data.setdefault("computed", _computed_values(profile.pk))
+        data.setdefault("computed", _computed_values(profile))
     return data
 
 
-def _computed_values(profile_id: int) -> dict[str, Any]:
+def _computed_values(profile: Any) -> dict[str, Any]:
     """{{ profile.computed.value_tier }} and friends: the values analytics computed for
-    the profile (docs/analytics.md, "Customer value"); empty before the first run."""
+    the profile (docs/analytics.md, "Customer value"); empty before the first run. No
+    query when the caller loaded them with the profile (select_related("value"), as
+    the send batches do)."""
     from analytics.models import CustomerValue
+    from segments.models import Profile
 
-    found = (
-        CustomerValue.objects.filter(profile_id=profile_id)
-        .values("ltv", "engagement_score", "value_tier", "churn_risk")
-        .first()
-    )
+    if Profile.value.is_cached(profile):
+        found = getattr(profile, "value", None)
+    else:  # read afresh: an instance must not keep a miss from before a recompute
+        found = CustomerValue.objects.filter(profile_id=profile.pk).first()
     if found is None:
         return {}
-    return {**found, "ltv": float(found["ltv"])}
+    return {
+        "ltv": float(found.ltv),
+        "engagement_score": found.engagement_score,
+        "value_tier": found.value_tier,
+        "churn_risk": found.churn_risk,
+    }
 
 
 def _event_data(event: Any) -> dict[str, Any]:

@@ -235,7 +235,7 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
     messages = list(
         Message.objects.filter(pk__in=claimed)
         .select_related(
-            "profile",
+            "profile__value",  # Liquid's profile.computed, without a query per message
             "template_version__template",
             "journey",
             "journey_version",

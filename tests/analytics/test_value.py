@@ -232,6 +232,32 @@ def test_liquid_reads_the_computed_values(workspace, other_workspace):
     }  # fmt: skip
 
 
+def test_profile_computed_costs_no_query_when_loaded_with_the_profile(
+    workspace, other_workspace, django_assert_num_queries
+):
+    """Send batches load the values with their profiles (select_related), so a batch of
+    messages does not pay a query per message for profile.computed."""
+    from content.rendering import build_context, render_content
+    from segments.models import Profile
+
+    people = shop(workspace, other_workspace)
+    customer_value_compute(workspace=workspace, now=NOW)
+    ann = Profile.objects.select_related("value").get(pk=people["ann"].pk)
+    with django_assert_num_queries(0):
+        rendered = render_content(
+            channel="sms",
+            content={
+                "default": {"body": "{{ profile.traits.name }}: {{ profile.computed.value_tier }}"}
+            },
+            locale="",
+            context=build_context(profile=ann),
+        )
+    assert rendered.fields["body"] == "ann: champion"
+    eve = Profile.objects.select_related("value").get(pk=people["eve"].pk)
+    with django_assert_num_queries(0):
+        assert build_context(profile=eve)["profile"]["computed"]["value_tier"] == "lost"
+
+
 def test_an_absurd_amount_is_ignored_instead_of_failing_the_workspace(workspace, other_workspace):
     from tests.analytics.value_data import event
 
