@@ -14,6 +14,8 @@ from decimal import Decimal
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.utils.text import slugify
 
+from engagement_site.streaming import Echo, streamed
+
 KINDS = ("line", "bar", "stacked", "doughnut")
 UNITS = ("", "%", "money")
 
@@ -90,16 +92,22 @@ def _plain(value):
     return float(value) if isinstance(value, Decimal) else value
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
+# A spreadsheet runs a cell that starts with one of these as a formula; labels can be
+# people's data (a breakdown's trait values), so such text gets a leading apostrophe.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return f"'{value}"
+    return value
 
 
 def chart_csv_rows(chart: Chart):
-    writer = csv.writer(_Echo())
-    yield writer.writerow(chart.header())
+    writer = csv.writer(Echo())
+    yield writer.writerow([_cell(value) for value in chart.header()])
     for row in chart.rows():
-        yield writer.writerow(row)
+        yield writer.writerow([_cell(value) for value in row])
 
 
 def charts_csv_response(
@@ -118,7 +126,9 @@ def charts_csv_response(
     chart = next((chart for chart in charts if chart.key == wanted), None)
     if chart is None:
         raise Http404(f"This page has no chart {wanted!r}.")
-    response = StreamingHttpResponse(chart_csv_rows(chart), content_type="text/csv")
+    response = StreamingHttpResponse(
+        streamed(chart_csv_rows(chart), request), content_type="text/csv"
+    )
     name = slugify(f"{filename}-{chart.key}")
     response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     return response

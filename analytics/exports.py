@@ -15,7 +15,7 @@ import csv
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
@@ -31,6 +31,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from delivery.models import Message, MessageEvent
+from engagement_site.streaming import Echo, streamed
 from engagement_site.workspaces.models import AuditAction, Workspace
 from engagement_site.workspaces.services import AuditContext, audit_record
 from segments.models import Event
@@ -616,15 +617,8 @@ def scheduler_duty() -> None:
 # --------------------------------------------------------------------------- download
 
 
-class _Echo:
-    """A file-like object whose write returns the line: csv.writer formats, we yield."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
 def _csv_chunks(rows: Iterator[tuple], table: Table, chunk_size: int) -> Iterator[str]:
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
     yield writer.writerow(table.header)
     columns = table.columns
     while chunk := list(islice(rows, chunk_size)):
@@ -634,27 +628,6 @@ def _csv_chunks(rows: Iterator[tuple], table: Table, chunk_size: int) -> Iterato
             )
             for row in chunk
         )
-
-
-def _streamed(chunks: Iterator[str], request: HttpRequest) -> Iterator[str] | AsyncIterator[str]:
-    """Under ASGI hand Django an asynchronous iterator, sent as it goes (it would read a
-    synchronous one whole first); each chunk is pulled in the request's thread, where
-    the database cursor lives."""
-    from asgiref.sync import sync_to_async
-    from django.core.handlers.asgi import ASGIRequest
-
-    if not isinstance(request, ASGIRequest):
-        return chunks
-    next_chunk = sync_to_async(next, thread_sensitive=True)
-
-    async def pull() -> AsyncIterator[str]:
-        try:
-            while (chunk := await next_chunk(chunks, None)) is not None:
-                yield chunk
-        finally:
-            await sync_to_async(chunks.close, thread_sensitive=True)()
-
-    return pull()
 
 
 def warehouse_csv_download(
@@ -689,7 +662,7 @@ def warehouse_csv_download(
         export_rows(workspace=workspace, table=spec, since=since, until=until), chunk_size
     )
     response = StreamingHttpResponse(
-        _streamed(_csv_chunks(rows, spec, chunk_size), request),
+        streamed(_csv_chunks(rows, spec, chunk_size), request),
         content_type="text/csv; charset=utf-8",
     )
     response["Content-Disposition"] = (

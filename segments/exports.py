@@ -5,12 +5,11 @@ synchronous iterator whole into memory before sending it)."""
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
-from asgiref.sync import sync_to_async
-from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, StreamingHttpResponse
 
+from engagement_site.streaming import Echo, streamed
 from engagement_site.workspaces.models import Workspace
 from engagement_site.workspaces.services import AuditContext, audit_record
 from segments import selectors
@@ -20,15 +19,8 @@ EXPORT_COLUMNS = ("profile_id", "user_id", "email", "phone", "time_zone", "enter
 EXPORT_ROWS_PER_CHUNK = 1000
 
 
-class _Echo:
-    """A file-like object whose write returns the line: csv.writer formats, we yield."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
 def _csv_chunks(rows: Iterable[tuple]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
     lines = [writer.writerow(EXPORT_COLUMNS)]
     for *values, entered_at in rows:
         lines.append(writer.writerow([*values, entered_at.isoformat()]))
@@ -37,24 +29,6 @@ def _csv_chunks(rows: Iterable[tuple]) -> Iterator[str]:
             lines = []
     if lines:
         yield "".join(lines)
-
-
-def _streamed(chunks: Iterator[str], request: HttpRequest) -> Iterator[str] | AsyncIterator[str]:
-    """Under ASGI (production runs Daphne) hand Django an asynchronous iterator, which
-    it sends as it goes. Each chunk is pulled in the request's thread, where the view
-    opened the database cursor."""
-    if not isinstance(request, ASGIRequest):
-        return chunks
-    next_chunk = sync_to_async(next, thread_sensitive=True)
-
-    async def pull() -> AsyncIterator[str]:
-        try:
-            while (chunk := await next_chunk(chunks, None)) is not None:
-                yield chunk
-        finally:
-            await sync_to_async(chunks.close, thread_sensitive=True)()
-
-    return pull()
 
 
 def segment_members_export(
@@ -71,7 +45,7 @@ def segment_members_export(
     )
     rows = selectors.segment_members_for_export(workspace=workspace, segment=segment)
     response = StreamingHttpResponse(
-        _streamed(_csv_chunks(rows), request), content_type="text/csv; charset=utf-8"
+        streamed(_csv_chunks(rows), request), content_type="text/csv; charset=utf-8"
     )
     response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}-members.csv"'
     return response

@@ -255,3 +255,20 @@ def test_journey_rows_under_a_channel_filter_and_delivery_over_reporting_channel
         push_only[journey.pk]["conversions"],
         push_only[journey.pk]["rates"]["delivery_rate"],
     ) == (0, None)
+
+
+def test_chart_csv_cells_that_a_spreadsheet_would_run_are_quoted_as_text(rf):
+    from analytics.charts import Chart, Series, charts_csv_response
+
+    chart = Chart(
+        key="plans",
+        title="Plans",
+        kind="bar",
+        labels=['=HYPERLINK("http://x")', "@SUM(A1)", "pro", "-2"],
+        series=[Series("+people", [1, -2, 3, 4])],
+        x_label="Plan",
+    )
+    response = charts_csv_response(rf.get("/", {"csv": "plans"}), [chart], filename="t")
+    assert b"".join(response.streaming_content).decode() == (
+        'Plan,\'+people\r\n"\'=HYPERLINK(""http://x"")",1\r\n\'@SUM(A1),-2\r\npro,3\r\n\'-2,4\r\n'
+    )
