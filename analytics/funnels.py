@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 from django.utils import timezone
 
+from analytics.stats import ratio
 from engagement_site.workspaces.models import Workspace
 from segments.evaluation import TRUE, Fragment, sql
 from segments.evaluation import _filters as event_filters  # the segments' filter compiler
@@ -93,10 +94,6 @@ def local_day_bounds(*, workspace: Workspace, start: date, end: date) -> tuple[d
         datetime.combine(start, time(0), tzinfo=zone),
         datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone),
     )
-
-
-def _ratio(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
 
 
 # --------------------------------------------------------------------------- funnels
@@ -241,8 +238,8 @@ def _funnel_steps(steps: list[EventStep], row: tuple) -> list[FunnelStep]:
         FunnelStep(
             event=step.event,
             people=people[index],
-            conversion_from_previous=_ratio(people[index], people[index - 1]) if index else None,
-            conversion_from_first=_ratio(people[index], people[0]),
+            conversion_from_previous=ratio(people[index], people[index - 1]) if index else None,
+            conversion_from_first=ratio(people[index], people[0]),
             median_seconds_from_previous=(
                 float(medians[index]) if medians[index] is not None else None
             ),
@@ -473,14 +470,14 @@ def retention_report(
                 week_start=week_start,
                 size=size,
                 retained=retained,
-                shares=[None if count is None else _ratio(count, size) for count in retained],
+                shares=[None if count is None else ratio(count, size) for count in retained],
             )
         )
         week_start += timedelta(weeks=1)
     average = []
     for number in range(weeks + 1):
         known = [c for c in cohorts if c.retained[number] is not None and c.size]
-        average.append(_ratio(sum(c.retained[number] for c in known), sum(c.size for c in known)))
+        average.append(ratio(sum(c.retained[number] for c in known), sum(c.size for c in known)))
     return RetentionReport(
         start=start,
         end=end,

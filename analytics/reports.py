@@ -20,6 +20,7 @@ from analytics.charts import Chart, Series
 from analytics.filters import DateRange
 from analytics.models import MessageCounter
 from analytics.selectors import workspace_conversions
+from analytics.stats import ratio
 from engagement_site.workspaces.models import Workspace
 
 # The kinds the dashboards show, in funnel order.
@@ -34,10 +35,6 @@ KINDS = (
     "unsubscribed",
     "complained",
 )
-
-
-def ratio(part, whole) -> float | None:
-    return float(part) / float(whole) if whole else None
 
 
 def _counters(

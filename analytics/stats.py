@@ -45,6 +45,11 @@ class Comparison:
     significant: bool
 
 
+def ratio(part, whole) -> float | None:
+    """part / whole, None when there is no whole (a rate of nothing)."""
+    return float(part) / float(whole) if whole else None
+
+
 def _check(successes: int, trials: int) -> None:
     if trials < 0 or successes < 0 or successes > trials:
         raise ValueError(f"{successes} successes out of {trials} trials is not a proportion")
