@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from analytics.filters import DateRange, ReportFilters
@@ -23,6 +25,7 @@ from tests.journeys.test_executor import _run_journey
 
 pytestmark = pytest.mark.django_db
 
+RANGE = {"start": "2026-12-01", "end": "2026-12-03"}
 DEC = [datetime(2026, 12, day, 12, tzinfo=UTC) for day in range(1, 4)]
 NOV_20 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 NODES = [
@@ -272,3 +275,28 @@ def test_chart_csv_cells_that_a_spreadsheet_would_run_are_quoted_as_text(rf):
     assert b"".join(response.streaming_content).decode() == (
         'Plan,\'+people\r\n"\'=HYPERLINK(""http://x"")",1\r\n\'@SUM(A1),-2\r\npro,3\r\n\'-2,4\r\n'
     )
+
+
+def test_the_pages_make_a_fixed_number_of_queries(workspace, make_member):
+    """No query per journey, channel or day: more journeys cost nothing more."""
+    _history(workspace)
+    client = logged_in(make_member("viewer"))
+    urls = {
+        name: reverse(name, kwargs={"workspace_slug": workspace.slug})
+        for name in ("analytics_home", "analytics_journeys", "analytics_channels")
+    }
+    for url in urls.values():  # the session's and the process's first reads
+        client.get(url, RANGE)
+    counts = {}
+    for extra in (0, 3):
+        for index in range(extra):
+            _run_journey(workspace, f"More {extra}-{index}", NODES, EDGES)
+        for name, url in urls.items():
+            with CaptureQueriesContext(connection) as queries:
+                assert client.get(url, RANGE).status_code == 200
+            counts.setdefault(name, []).append(len(queries))
+    assert counts == {
+        "analytics_home": [12, 12],
+        "analytics_journeys": [7, 7],
+        "analytics_channels": [8, 8],
+    }
