@@ -335,34 +335,22 @@ def customer_value_enqueue(*, workspace: Workspace, retry_failed: bool = False) 
     runs (a fixed job id), or failed within the last hour (unless `retry_failed`: a
     person asked). Returns whether a job was queued."""
     import django_rq
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
 
-    queue = django_rq.get_queue("default")
-    job_id = f"customer-value-{workspace.pk}"
-    try:
-        if Job.fetch(job_id, connection=queue.connection).get_status() in {
-            "queued",
-            "started",
-            "deferred",
-            "scheduled",
-            # A failed run waits out its failure_ttl (an hour) before the scheduler
-            # tries again, instead of failing again on every tick.
-            *(() if retry_failed else ("failed",)),
-        }:
-            return False
-    except NoSuchJobError:
-        pass
+    from engagement_site.jobs import enqueue_unless_pending
+
     # django-rq's queue enqueues after the surrounding transaction commits.
-    queue.enqueue(
+    return enqueue_unless_pending(
+        django_rq.get_queue("default"),
         "analytics.tasks.customer_value_recompute",
         workspace.pk,
-        job_id=job_id,
+        job_id=f"customer-value-{workspace.pk}",
+        # A failed run waits out its failure_ttl (an hour) before the scheduler tries
+        # again, instead of failing again on every tick.
+        also_skip=() if retry_failed else ("failed",),
         result_ttl=60,
         failure_ttl=3600,
         job_timeout=3600,
     )
-    return True
 
 
 def customer_value_recompute_request(*, workspace: Workspace, context: AuditContext) -> bool:

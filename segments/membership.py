@@ -249,26 +249,16 @@ def scheduler_duty() -> None:
     it waits, so a slow worker never gets the same segment queued twice; segments fall
     due at their own times, which staggers them."""
     import django_rq
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
+
+    from engagement_site.jobs import enqueue_unless_pending
 
     queue = django_rq.get_queue("default")
     for segment_id in segments_due_for_recompute():
-        job_id = f"segment-recompute-{segment_id}"
-        try:
-            if Job.fetch(job_id, connection=queue.connection).get_status() in {
-                "queued",
-                "started",
-                "deferred",
-                "scheduled",
-            }:
-                continue
-        except NoSuchJobError:
-            pass
-        queue.enqueue(
+        enqueue_unless_pending(
+            queue,
             "segments.tasks.segment_recompute",
             segment_id,
-            job_id=job_id,
+            job_id=f"segment-recompute-{segment_id}",
             result_ttl=60,
             failure_ttl=3600,
         )
