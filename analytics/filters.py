@@ -44,6 +44,16 @@ class DateRange:
         return datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=self.zone)
 
 
+def date_range_of(*, workspace: Workspace, start: date | None, end: date | None) -> DateRange:
+    """The range from `start` to `end` in the workspace's zone: without an end, DEFAULT_DAYS
+    from the start or up to today; without a start, DEFAULT_DAYS up to the end."""
+    if end is None:
+        end = start + timedelta(days=DEFAULT_DAYS - 1) if start else workspace_today(workspace)
+    if start is None:
+        start = end - timedelta(days=DEFAULT_DAYS - 1)
+    return DateRange(start=start, end=end, zone=ZoneInfo(workspace.time_zone or "UTC"))
+
+
 class ReportFilters(forms.Form):
     start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
@@ -72,18 +82,10 @@ class ReportFilters(forms.Form):
     def date_range(self) -> DateRange:
         """The chosen range, or the last DEFAULT_DAYS days up to today (one end given:
         DEFAULT_DAYS from it); the default when the form is not valid."""
-        zone = ZoneInfo(self.workspace.time_zone or "UTC")
         cleaned = self.cleaned_data if self.is_bound and self.is_valid() else {}
-        start, end = cleaned.get("start"), cleaned.get("end")
-        if end is None:
-            end = (
-                start + timedelta(days=DEFAULT_DAYS - 1)
-                if start
-                else workspace_today(self.workspace)
-            )
-        if start is None:
-            start = end - timedelta(days=DEFAULT_DAYS - 1)
-        return DateRange(start=start, end=end, zone=zone)
+        return date_range_of(
+            workspace=self.workspace, start=cleaned.get("start"), end=cleaned.get("end")
+        )
 
     def value(self, name: str):
         return (self.cleaned_data.get(name) or None) if self.is_bound and self.is_valid() else None

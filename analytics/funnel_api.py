@@ -3,15 +3,13 @@ out, `analytics.view`. A 400 names the offending field."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from pydantic import ValidationError as PydanticValidationError
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics.filters import DEFAULT_DAYS, workspace_today
+from analytics.filters import DEFAULT_DAYS, date_range_of
 from analytics.funnels import (
     MAX_RETENTION_WEEKS,
     MAX_STEPS,
@@ -61,13 +59,12 @@ class _RangeInput(serializers.Serializer):
     )
 
     def range(self, workspace) -> tuple:
-        end = self.validated_data.get("end")
-        start = self.validated_data.get("start")
-        if end is None:
-            end = start + timedelta(days=DEFAULT_DAYS - 1) if start else workspace_today(workspace)
-        if start is None:
-            start = end - timedelta(days=DEFAULT_DAYS - 1)
-        return start, end
+        chosen = date_range_of(
+            workspace=workspace,
+            start=self.validated_data.get("start"),
+            end=self.validated_data.get("end"),
+        )
+        return chosen.start, chosen.end
 
 
 class FunnelInput(_RangeInput):

@@ -13,13 +13,14 @@ Dates are local days of the workspace's time zone; retention weeks start on Mond
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from django.db import connection
 from django.utils import timezone
 
+from analytics.filters import DateRange
 from analytics.stats import ratio
 from engagement_site.workspaces.models import Workspace
 from segments.evaluation import TRUE, Fragment, sql
@@ -89,11 +90,8 @@ def _path(value: str, field_name: str) -> list[str]:
 
 def local_day_bounds(*, workspace: Workspace, start: date, end: date) -> tuple[datetime, datetime]:
     """[start 00:00, the day after end 00:00) in the workspace's time zone."""
-    zone = ZoneInfo(workspace.time_zone or "UTC")
-    return (
-        datetime.combine(start, time(0), tzinfo=zone),
-        datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone),
-    )
+    chosen = DateRange(start=start, end=end, zone=ZoneInfo(workspace.time_zone or "UTC"))
+    return chosen.starts_at, chosen.ends_before
 
 
 # --------------------------------------------------------------------------- funnels
