@@ -16,7 +16,7 @@ from django.utils.text import slugify
 
 from engagement_site.streaming import Echo, streamed
 
-KINDS = ("line", "bar", "stacked", "doughnut")
+KINDS = ("line", "bar", "hbar", "stacked", "doughnut")
 UNITS = ("", "%", "money")
 
 

@@ -336,7 +336,7 @@ def journey_report(*, workspace: Workspace, journey, date_range: DateRange) -> d
     from analytics.selectors import conversion_attribution
     from journeys import editor
     from journeys.editor_views import summary_names
-    from journeys.executor import version_definition
+    from journeys.executor import GOAL_NODE, version_definition
     from journeys.inspector_forms import NODE_TITLES
     from journeys.live import journey_metrics
 
@@ -366,9 +366,27 @@ def journey_report(*, workspace: Workspace, journey, date_range: DateRange) -> d
                     )},
                 }
             )  # fmt: skip
+        goal = definition.settings.goal
+        if goal is not None:  # the journey's own goal, reached from any step
+            numbers = live["nodes"].get(GOAL_NODE, {})
+            funnel.append(
+                {
+                    **dict.fromkeys(
+                        ("waiting", "sent", "delivered", "opened", "clicked", "failed"), 0
+                    ),
+                    "id": GOAL_NODE,
+                    "type": "goal",
+                    "title": "Journey goal",
+                    "summary": f"{goal.event} within {editor.duration_text(goal.window_seconds)}"
+                    " of entry, from any step",
+                    "entered": numbers.get("converted", 0),
+                    "converted": numbers.get("converted", 0),
+                    "share": ratio(numbers.get("converted", 0), first),
+                }
+            )
     totals = overview(workspace=workspace, date_range=date_range, journey_id=journey.pk)
     attribution = conversion_attribution(workspace=workspace, journey_id=journey.pk)
-    titles = {row["id"]: f"{row['title']}: {row['summary']}" for row in funnel}
+    titles = {row["id"]: row["summary"] for row in funnel}
     credit = []
     for key in sorted(set(attribution["first_touch"]) | set(attribution["last_touch"])):
         node_id, channel = key
@@ -389,12 +407,12 @@ def journey_report(*, workspace: Workspace, journey, date_range: DateRange) -> d
         key="funnel",
         title="Funnel by step",
         description="People who reached each step since the journey started.",
-        kind="bar",
-        labels=[f"{row['title']}: {row['summary']}" for row in funnel],
+        kind="hbar",
+        labels=[row["summary"] for row in funnel],
         x_label="Step",
         series=[Series("entered", [row["entered"] for row in funnel])],
     )
-    charts = [funnel_chart, *(c for c in totals["charts"] if c.key != "messages")]
+    charts = [c for c in totals["charts"] if c.key != "messages"]
     experiments = split_reports(workspace=workspace, journey=journey)
     winners = journey.split_winners or {}
     for experiment in experiments:
@@ -403,6 +421,7 @@ def journey_report(*, workspace: Workspace, journey, date_range: DateRange) -> d
     return {
         "live": live,
         "funnel": funnel,
+        "funnel_chart": funnel_chart,
         "experiments": experiments,
         "attribution": {
             "conversions": attribution["conversions"],

@@ -113,7 +113,9 @@ def analytics_journey(request: HttpRequest, journey_id: int) -> HttpResponse:
     date_range = filters.date_range()
     report = reports.journey_report(workspace=workspace, journey=journey, date_range=date_range)
     csv = charts_csv_response(
-        request, report["charts"], filename=f"{workspace.slug}-journey-{journey.pk}"
+        request,
+        [report["funnel_chart"], *report["charts"]],
+        filename=f"{workspace.slug}-journey-{journey.pk}",
     )
     if csv is not None:
         return csv

@@ -151,6 +151,15 @@ def journey_metrics(*, journey) -> dict:
         active=Count("id", filter=Q(state__in=(Enrollment.State.ACTIVE, Enrollment.State.WAITING))),
         converted=Count("id", filter=Q(exit_reason="converted")),
     )
+    # Everyone who entered passed the trigger, its step logged yet or not (an entry is
+    # logged when the executor first takes it).
+    live_nodes = (
+        (journey.live_version.definition or {}).get("nodes", []) if journey.live_version_id else []
+    )
+    for raw in live_nodes:
+        if isinstance(raw, dict) and raw.get("type") == "trigger" and raw.get("id"):
+            counts = node(raw["id"])
+            counts["entered"] = max(counts["entered"], people["entered"])
     return {"nodes": nodes, "totals": {**people, **totals}, "series": series}
 
 

@@ -86,6 +86,23 @@ def test_goal_conversions_credit_first_and_last_touch_within_the_window(workspac
         },
     }
     assert conversion_attribution(workspace=workspace, journey_id=other.pk)["conversions"] == 0
+    # The journey report ends its steps with the journey's goal, reached from any step.
+    from analytics.filters import date_range_of
+    from analytics.reports import journey_report
+
+    report = journey_report(
+        workspace=workspace,
+        journey=journey,
+        date_range=date_range_of(workspace=workspace, start=None, end=None),
+    )
+    goal = report["funnel"][-1]
+    assert (goal["id"], goal["title"], goal["summary"]) == (
+        "$goal", "Journey goal", "Order Completed within 3 days of entry, from any step",
+    )  # fmt: skip
+    assert (goal["entered"], goal["converted"], goal["share"]) == (2, 2, 1.0)
+    assert [row["label"] for row in report["attribution"]["rows"]] == [
+        "No message in the window", "email", "push",
+    ]  # fmt: skip
 
 
 def test_a_goal_node_reached_records_its_conversion_with_both_touches(workspace):

@@ -43,6 +43,16 @@ function options(data) {
     },
   };
   if (data.kind === "doughnut") return base;
+  if (data.kind === "hbar") {
+    return {
+      ...base,
+      indexAxis: "y",
+      scales: {
+        x: { beginAtZero: true, ticks: { font: { size: 10 }, callback: (value) => format(value), precision: 0 } },
+        y: { ticks: { font: { size: 11 } } },
+      },
+    };
+  }
   const scales = {
     x: { stacked, ticks: { maxTicksLimit: 10, font: { size: 10 } } },
     y: { stacked, beginAtZero: true, ticks: { font: { size: 10 }, callback: (value) => format(value), precision: data.unit === "%" ? undefined : 0 } },
@@ -54,7 +64,7 @@ function options(data) {
 }
 
 function draw(canvas, data) {
-  const type = data.kind === "stacked" ? "bar" : data.kind;
+  const type = data.kind === "stacked" || data.kind === "hbar" ? "bar" : data.kind;
   const chart = new window.Chart(canvas, { type, data: { labels: data.labels, datasets: datasets(data) }, options: options(data) });
   charts.set(data.key, { chart, canvas });
 }
