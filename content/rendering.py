@@ -246,7 +246,7 @@ def _plain(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
 
 
-def _profile_data(profile: Any) -> dict[str, Any]:
+def _profile_data(profile: Any, *, with_computed: bool = True) -> dict[str, Any]:
     if isinstance(profile, dict):
         traits = profile.get("traits") or {}
         columns = {key: value for key, value in profile.items() if key != "traits"}
@@ -269,7 +269,7 @@ def _profile_data(profile: Any) -> dict[str, Any]:
         data.setdefault(key, value)
     data["traits"] = traits
     state = getattr(profile, "_state", None)
-    if state is not None and not state.adding:  # a stored profile, not a preview's
+    if with_computed and state is not None and not state.adding:  # stored, not a preview's
         data.setdefault("computed", _computed_values(profile))
     return data
 
@@ -320,8 +320,11 @@ def build_context(
     journey: dict | None = None,
     message: dict | None = None,
     extra: dict | None = None,
+    with_computed: bool = True,
 ) -> dict[str, Any]:
-    """The variables of one render, as plain data:
+    """The variables of one render, as plain data (`with_computed`: read the profile's
+    customer value for profile.computed; a bulk writer that knows there is none yet
+    skips the read):
 
     profile: traits at the top level plus id, user_id, email, phone, locale, time_zone,
              first_seen, last_seen (and every trait again under profile.traits)
@@ -331,7 +334,9 @@ def build_context(
     now:     the render time (ISO 8601, UTC)
     """
     context: dict[str, Any] = {
-        "profile": _profile_data(profile) if profile is not None else {},
+        "profile": _profile_data(profile, with_computed=with_computed)
+        if profile is not None
+        else {},
         "event": _event_data(event) if event is not None else {"name": "", "properties": {}},
         "journey": dict(journey or {}),
         "workspace": {"name": workspace.name, "slug": workspace.slug}

@@ -175,7 +175,9 @@ def demo_messages_write(
             continue
         context = build_context(
             workspace=workspace,
-            profile=_profile_context(message.profile),
+            profile=message.profile,
+            # The demo computes customer values after its messages (analytics.value).
+            with_computed=False,
             event=trigger_events[index] if trigger_events else None,
             message={
                 "id": message.pk,
@@ -230,23 +232,6 @@ def demo_messages_write(
                 },
             )
     MessageEvent.objects.bulk_create(rows, batch_size=1000)
-
-
-def _profile_context(profile) -> dict:
-    """The profile as rendering reads it, without the per-profile query for computed
-    values: the demo computes those after its messages (analytics.value)."""
-    return {
-        "id": profile.pk,
-        "user_id": profile.user_id,
-        "email": profile.email,
-        "phone": profile.phone,
-        "locale": profile.locale,
-        "time_zone": profile.time_zone,
-        "first_seen": profile.first_seen,
-        "last_seen": profile.last_seen,
-        "traits": profile.traits if isinstance(profile.traits, dict) else {},
-        "computed": {},
-    }
 
 
 def demo_story(rng: random.Random, message: Message, outcome: str, at: datetime):

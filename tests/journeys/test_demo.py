@@ -29,7 +29,10 @@ def _load(workspace, now):
     demo_dataset_load(workspace=workspace, profile_count=1500, seed=20261122)
     demo_segments_create(workspace=workspace)
     demo_content_create(workspace=workspace)
-    demo_delivery_create(workspace=workspace, message_count=60, template_names=("Upgrade card",))
+    # One clock for both workspaces: their histories must match to the microsecond.
+    demo_delivery_create(
+        workspace=workspace, message_count=60, template_names=("Upgrade card",), now=now
+    )
     return demo_journeys_create(workspace=workspace, seed=20261122, now=now)
 
 
