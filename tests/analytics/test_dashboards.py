@@ -168,6 +168,13 @@ def test_journey_report_funnel_experiment_and_winner(workspace, other_workspace,
     assert '<td class="num" data-live-node="pick" data-key="sent">5</td>' in html
     assert '<td class="num" data-live-node="pick" data-key="failed">1</td>' in html
     assert 'data-testid="experiment-pick"' in html
+    # The builder links to the report.
+    editor = analyst.get(
+        reverse(
+            "journey_editor", kwargs={"workspace_slug": workspace.slug, "journey_id": journey.pk}
+        )
+    ).content.decode()
+    assert f'href="{url}" data-testid="journey-report"' in editor
     foreign_url = reverse(
         "analytics_journey", kwargs={"workspace_slug": workspace.slug, "journey_id": foreign.pk}
     )
