@@ -5,9 +5,7 @@ from analytics import funnel_views, value_views, views
 urlpatterns = [
     path("analytics/", views.analytics_home, name="analytics_home"),
     path("analytics/journeys/", views.analytics_journeys, name="analytics_journeys"),
-    path(
-        "analytics/journeys/<int:journey_id>/", views.analytics_journey, name="analytics_journey"
-    ),
+    path("analytics/journeys/<int:journey_id>/", views.analytics_journey, name="analytics_journey"),
     path(
         "analytics/journeys/<int:journey_id>/winner",
         views.analytics_declare_winner,

@@ -35,9 +35,11 @@ $$ LANGUAGE plpgsql;
 """
 # Going back: the unsharded function, and each key's shards summed into shard 0 so the
 # old unique constraint can come back.
-UNSHARD = _initial.COUNT_EVENTS.split("CREATE TRIGGER")[0].replace(
-    "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"
-) + """
+UNSHARD = (
+    _initial.COUNT_EVENTS.split("CREATE TRIGGER")[0].replace(
+        "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"
+    )
+    + """
 CREATE TEMPORARY TABLE analytics_counter_merge AS
     SELECT workspace_id, day, journey_id, journey_version_id, node_id, variant, channel, kind,
            sum(count) AS count
@@ -49,28 +51,41 @@ INSERT INTO analytics_messagecounter
       FROM analytics_counter_merge;
 DROP TABLE analytics_counter_merge;
 """
+)
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0003_customer_value'),
-        ('workspaces', '0003_audit_secret_revealed'),
+        ("analytics", "0003_customer_value"),
+        ("workspaces", "0003_audit_secret_revealed"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='messagecounter',
-            name='message_counter_unique',
+            model_name="messagecounter",
+            name="message_counter_unique",
         ),
         migrations.AddField(
-            model_name='messagecounter',
-            name='shard',
+            model_name="messagecounter",
+            name="shard",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddConstraint(
-            model_name='messagecounter',
-            constraint=models.UniqueConstraint(fields=('workspace', 'day', 'journey_id', 'journey_version_id', 'node_id', 'variant', 'channel', 'kind', 'shard'), name='message_counter_unique_shard'),
+            model_name="messagecounter",
+            constraint=models.UniqueConstraint(
+                fields=(
+                    "workspace",
+                    "day",
+                    "journey_id",
+                    "journey_version_id",
+                    "node_id",
+                    "variant",
+                    "channel",
+                    "kind",
+                    "shard",
+                ),
+                name="message_counter_unique_shard",
+            ),
         ),
         migrations.RunSQL(COUNT_EVENTS_SHARDED, UNSHARD),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('delivery', '0007_double_opt_in'),
+        ("delivery", "0007_double_opt_in"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='channelsettings',
-            name='cost_per_message',
+            model_name="channelsettings",
+            name="cost_per_message",
             field=models.DecimalField(blank=True, decimal_places=5, max_digits=10, null=True),
         ),
     ]
