@@ -11,9 +11,9 @@ the server, as in production.
   post a deterministic stream of batches of 100 track calls of about 1 KB each (write
   key by HTTP Basic, batch `sentAt` and `context`) with 1, 8 and 32 clients at once
   (1 shows the service time alone). One call in ten replays a messageId already sent
-  in an earlier batch (a client retrying): it must be answered 200 and stored once. A fourth configuration sends the
-  same stream with no replays, at 32 clients: the difference is what deduplication
-  costs. Per configuration: events accepted per second (every call in a 200 answer,
+  in an earlier batch (a client retrying): it must be answered 200 and stored once.
+  A fourth configuration sends the same stream with no replays, at 32 clients: the
+  difference is what deduplication costs. Per configuration: events accepted per second (every call in a 200 answer,
   from the first request sent to the last answer), events stored per second, and
   p50 / p95 / p99 of the requests' latency (client side: the time in Daphne's queue
   included). After each stream the worker's queue is waited for (reported as
