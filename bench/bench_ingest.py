@@ -13,9 +13,9 @@ the server, as in production.
   (1 shows the service time alone). One call in ten replays a messageId already sent
   in an earlier batch (a client retrying): it must be answered 200 and stored once.
   A fourth configuration sends the same stream with no replays, at 32 clients: the
-  difference is what deduplication costs. Per configuration: events accepted per second (every call in a 200 answer,
-  from the first request sent to the last answer), events stored per second, and
-  p50 / p95 / p99 of the requests' latency (client side: the time in Daphne's queue
+  difference is what deduplication costs. Per configuration: events accepted per
+  second (every call in a 200 answer, from the first request sent to the last
+  answer), events stored per second, and p50 / p95 / p99 of the requests' latency (client side: the time in Daphne's queue
   included). After each stream the worker's queue is waited for (reported as
   `drain_s`), then checked: every unique messageId of the stream stored exactly once
   in segments_event and claimed once in segments_eventmessageid, no RQ job failed, no
@@ -637,7 +637,8 @@ def run(*, quick: bool) -> dict[str, Any]:
     dedup = round(main["stored_events_per_s"]["median"] / fresh["stored_events_per_s"]["median"], 3)
     headline = (
         ", ".join(
-            f"{summary[f'replay10_{n}']['accepted_events_per_s']['median']:,.0f} events/s with {n} client{'s' if n > 1 else ''}"
+            f"{summary[f'replay10_{n}']['accepted_events_per_s']['median']:,.0f} events/s"
+            f" with {n} client{'s' if n > 1 else ''}"
             f" (p99 {summary[f'replay10_{n}']['p99_ms']['median']} ms)"
             for n in plan.clients
         )
