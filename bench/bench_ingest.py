@@ -16,8 +16,8 @@ the server, as in production.
   difference is what deduplication costs. Per configuration: events accepted per
   second (every call in a 200 answer, from the first request sent to the last
   answer), events stored per second, and p50 / p95 / p99 of the requests' latency
-  (client side: the time in Daphne's queue included). After each stream the worker's queue is waited for (reported as
-  `drain_s`), then checked: every unique messageId of the stream stored exactly once
+  (client side: the time in Daphne's queue included). After each stream the worker's
+  queue is waited for (reported as `drain_s`), then checked: every unique messageId of the stream stored exactly once
   in segments_event and claimed once in segments_eventmessageid, no RQ job failed, no
   request answered anything but 200. The run fails loudly otherwise.
 - baseline: psycopg COPY of the same rows (the stored columns of the 32-client
