@@ -9,15 +9,15 @@ the server, as in production.
 
 - system: real HTTP clients (httpx.AsyncClient, keep-alive, one connection per client)
   post a deterministic stream of batches of 100 track calls of about 1 KB each (write
-  key by HTTP Basic, batch `sentAt` and `context`) with 1, 8 and 32 clients at once
-  (1 shows the service time alone). One call in ten replays a messageId already sent
-  in an earlier batch (a client retrying): it must be answered 200 and stored once.
-  A fourth configuration sends the same stream with no replays, at 32 clients: the
-  difference is what deduplication costs. Per configuration: events accepted per
-  second (every call in a 200 answer, from the first request sent to the last
-  answer), events stored per second, and p50 / p95 / p99 of the requests' latency
-  (client side: the time in Daphne's queue included). After each stream the worker's
-  queue is waited for (reported as `drain_s`), then checked: every unique messageId of the stream stored exactly once
+  key by HTTP Basic, batch `sentAt` and `context`) with 1, 8 and 32 clients at once (1
+  shows the service time alone). One call in ten replays a messageId already sent in an
+  earlier batch (a client retrying): it must be answered 200 and stored once. A fourth
+  configuration sends the same stream with no replays, at 32 clients: the difference is
+  what deduplication costs. Per configuration: events accepted per second (every call in
+  a 200 answer, from the first request sent to the last answer), events stored per
+  second, and p50 / p95 / p99 of the requests' latency (client side: the time in
+  Daphne's queue included). After each stream the worker's queue is waited for (reported
+  as `drain_s`), then checked: every unique messageId of the stream stored exactly once
   in segments_event and claimed once in segments_eventmessageid, no RQ job failed, no
   request answered anything but 200. The run fails loudly otherwise.
 - baseline: psycopg COPY of the same rows (the stored columns of the 32-client
