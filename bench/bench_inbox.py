@@ -22,7 +22,9 @@ Cards were sent over the 30 days before ANCHOR; 40% were read, 10% of those clic
   the same middleware, at the same concurrency, before and after the system runs (the
   median of the two). It is what Daphne + Django cost before the inbox does anything;
 - also the inbox's own work without HTTP (delivery.inbox.inbox_list called in this
-  process, one client): what the query and the JSON document cost.
+  process, one client): what the query and the JSON document cost;
+- an experiment: the inbox runs again against a second Daphne whose Django uses its
+  psycopg connection pool (BENCH_DB_POOL=1, set in this module's application only).
 
 Repetitions are interleaved (baseline, system, baseline, for every concurrency level);
 medians with min and max are reported. ratio = inbox p99 / empty-view p99 at 4
