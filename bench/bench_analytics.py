@@ -57,6 +57,7 @@ from bench.bench_segments import (
     _django_setup,
     _server_connection,
 )
+from bench.measure import before_after, load_average
 
 SEED = 20261205
 DATASET_VERSION = 1
@@ -85,6 +86,7 @@ class Plan:
     stream_messages: int  # per counters run, all writers together
     repetitions: int  # counters runs per configuration
     requests: int  # overview requests per range (after 3 untimed)
+    writers: tuple[int, ...] = WRITERS
 
     @property
     def stream_database(self) -> str:
@@ -92,7 +94,8 @@ class Plan:
 
 
 FULL = Plan("eng_bench_analytics", 1_000_000, 100_000, 600, 3, 40)
-QUICK = Plan("eng_bench_analytics_quick", 100_000, 10_000, 200, 3, 20)
+# --quick: a smoke-size run (about 15 s once its dataset exists): 1 and 2 writers.
+QUICK = Plan("eng_bench_analytics_quick", 100_000, 10_000, 40, 3, 10, (1, 2))
 
 
 def _log(message: str) -> None:
@@ -247,7 +250,7 @@ class LockSampler:
 
 
 def _stream_setup(plan: Plan) -> tuple[int, list[tuple[int, int]], int]:
-    """A fresh stream workspace: one profile and max(WRITERS) live journeys."""
+    """A fresh stream workspace: one profile and max(plan.writers) live journeys."""
     from django.contrib.auth import get_user_model
     from django.db import connection
 
@@ -267,7 +270,7 @@ def _stream_setup(plan: Plan) -> tuple[int, list[tuple[int, int]], int]:
         context=AuditContext.system("benchmark"), time_zone=TIME_ZONE,
     )  # fmt: skip
     profile = Profile.objects.create(workspace=workspace, user_id="stream", email="s@example.com")
-    return workspace.pk, _journeys(workspace, count=max(WRITERS)), profile.pk
+    return workspace.pk, _journeys(workspace, count=max(plan.writers)), profile.pk
 
 
 def _stream_messages(
@@ -437,7 +440,7 @@ def _counters(plan: Plan) -> dict[str, Any]:
     # Side by side, the runs a ratio compares (counted / uncounted, hot / spread at the
     # same number of writers): a change in the machine's load between them moves both.
     configurations = []
-    for writers in WRITERS:
+    for writers in plan.writers:
         configurations += [("hot", writers, True), ("hot", writers, False)]
         if writers > 1:
             configurations.append(("spread", writers, True))
@@ -480,7 +483,7 @@ def _counters(plan: Plan) -> dict[str, Any]:
             "counter_rows": last["counter_rows"],
             "runs": items,
         }
-    for writers in WRITERS:
+    for writers in plan.writers:
         hot = runs[f"counted_hot_{writers}"]
         uncounted = runs[f"uncounted_hot_{writers}"]
         # Ratios of the runs made side by side in each repetition, then their median.
@@ -862,6 +865,8 @@ def _overview(plan: Plan) -> dict[str, Any]:
         "baseline": {
             "sql": BASELINE_SQL,
             **_latency(before + after),
+            # The baseline's p50: the median of its p50 before and its p50 after the pages.
+            "p50_ms": before_after(statistics.median(before), statistics.median(after))["median"],
             "before_p50_ms": round(statistics.median(before), 1),
             "after_p50_ms": round(statistics.median(after), 1),
         },
@@ -873,13 +878,14 @@ def run(*, quick: bool) -> dict[str, Any]:
     _django_setup()
     for database in (plan.stream_database,):
         _prepare_database(Plan(database, 0, 0, 0, 0, 0))
+    loads = [load_average()[0]]
     _log("analytics: counters")
     counters = _counters(plan)
     _log("analytics: overview")
     overview = _overview(plan)
     hot_one = counters["counted_hot_1"]["events_per_s"]["median"]
     base_one = counters["uncounted_hot_1"]["events_per_s"]["median"]
-    top = max(WRITERS)
+    top = max(plan.writers)
     page = overview["pages"]["default_30_days"]
     wide = overview["pages"]["90_days"]
     hot_top = counters[f"counted_hot_{top}"]
@@ -887,7 +893,7 @@ def run(*, quick: bool) -> dict[str, Any]:
         f"counters (one journey/node/day): {hot_one:,.0f} events/s with 1 writer, "
         + ", ".join(
             f"{counters[f'counted_hot_{n}']['events_per_s']['median']:,.0f} with {n}"
-            for n in WRITERS[1:]
+            for n in plan.writers[1:]
         )
         + f"; x{counters['counted_hot_1']['ratio_to_uncounted']['median']} of uncounted "
         f"({base_one:,.0f}/s) with 1; {top} writers wait on a lock in "
@@ -901,17 +907,18 @@ def run(*, quick: bool) -> dict[str, Any]:
         "headline": headline,
         "sizes": {
             "stream_messages_per_run": plan.stream_messages,
-            "writers": list(WRITERS),
+            "writers": list(plan.writers),
             "repeat_share": REPEAT_SHARE,
             "repetitions": plan.repetitions,
             "overview_messages": plan.messages,
             "overview_profiles": plan.profiles,
             "overview_days": DAYS,
             "overview_requests_per_range": plan.requests,
+            "load_average": [*loads, load_average()[0]],
         },
         "baseline": {
             "counters_uncounted": {
-                f"{n}_writers": counters[f"uncounted_hot_{n}"]["events_per_s"] for n in WRITERS
+                f"{n}_writers": counters[f"uncounted_hot_{n}"]["events_per_s"] for n in plan.writers
             },
             "overview_count_sql": overview["baseline"],
         },

@@ -7,22 +7,23 @@ server (aiosmtpd) and through the webhook channel into a real local HTTP server
 3 per week on all channels and 4 messages per profile, so the caps refuse a quarter.
 
 - system: queued Message rows (with template versions) queued with messages_enqueue
-  and sent by real RQ SimpleWorker processes on delivery-email / delivery-webhook,
-  with 1 and with 2 workers; timed from the enqueue (workers already listening) until
-  no message is queued;
+  and sent by real RQ SimpleWorker processes listening on delivery-email and
+  delivery-webhook (started, and registered, before timing), with 1 and with 2
+  workers, several repetitions each; timed from the enqueue until no message is
+  queued;
 - baseline: a bare client loop against the same servers (smtplib on one connection,
   httpx.Client), sending as many pre-rendered messages as the system sends, before
   and after the system runs; the median of the two.
 
 The receivers count duplicates (an X-Engagement-Message / Idempotency-Key seen twice)
 and cap violations (a person who received more than the cap); the run fails loudly
-when either is not 0. ratio = system msgs/s with 1 worker / baseline msgs/s.
+when either is not 0. ratio = median system msgs/s with 1 worker / baseline msgs/s
+(per channel; the top-level ratio is the mean of the two channels').
 """
 
 from __future__ import annotations
 
 import collections
-import os
 import smtplib
 import statistics
 import threading
@@ -31,8 +32,10 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bench.bench_journeys import _database_url, _prepare_database, _stop
+from bench.bench_journeys import _prepare_database, _stop
+from bench.bench_journeys import _workers as _listening_workers
 from bench.bench_segments import _bench_database, _django_setup
+from bench.measure import before_after, load_average, spread
 
 CAP = 3
 PER_PROFILE = 4
@@ -44,10 +47,11 @@ CHANNELS = ("email", "webhook")
 class Plan:
     database: str
     messages: int  # per channel
+    repetitions: int
 
 
-FULL = Plan("engagement_bench_delivery", 20_000)
-QUICK = Plan("engagement_bench_delivery_quick", 1_000)
+FULL = Plan("engagement_bench_delivery", 20_000, 3)
+QUICK = Plan("engagement_bench_delivery_quick", 120, 3)
 
 
 class Sink:
@@ -128,27 +132,12 @@ def _start_servers():
     return controller, hook, smtp_port, f"http://127.0.0.1:{hook.server_address[1]}"
 
 
-def _workers(count: int, plan: Plan, channel: str, email_url: str):
-    import subprocess
-    import sys
-
-    from bench.bench_journeys import ROOT
-
-    environment = {
-        **os.environ,
-        "DATABASE_URL": _database_url(plan.database),
-        "EMAIL_URL": email_url,
-        "LOG_LEVEL": "WARNING",
-        "DEBUG": "false",
-    }
-    command = [sys.executable, "manage.py", "rqworker", f"delivery-{channel}",
-               "--worker-class", "rq.worker.SimpleWorker"]  # fmt: skip
-    return [
-        subprocess.Popen(
-            command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        for _ in range(count)
-    ]
+def _workers(count: int, plan: Plan, email_url: str):
+    """Workers listening on both channels' queues (only one channel has work at a time)."""
+    return _listening_workers(
+        count, plan, queues=tuple(f"delivery-{channel}" for channel in CHANNELS),
+        environment={"EMAIL_URL": email_url},
+    )  # fmt: skip
 
 
 def _setup(plan: Plan, channel: str, hook_url: str):
@@ -210,33 +199,24 @@ def _setup(plan: Plan, channel: str, hook_url: str):
 
 
 def _system(plan: Plan, channel: str, workers: int, servers, log) -> dict[str, Any]:
+    """One repetition: fresh messages, queued at once, sent by the listening workers."""
     import django_rq
-    from rq import Worker
 
     from delivery.models import Message
     from delivery.services import messages_enqueue
 
-    _, _, smtp_port, hook_url = servers
+    hook_url = servers[3]
     workspace, ids = _setup(plan, channel, hook_url)
     SINK.reset()
-    queue = django_rq.get_queue(f"delivery-{channel}")
-    queue.empty()
-    processes = _workers(workers, plan, channel, f"smtp://127.0.0.1:{smtp_port}")
-    try:
-        deadline = time.monotonic() + 60
-        while Worker.count(queue=queue) < workers:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the workers did not start")
-            time.sleep(0.1)
-        started = time.perf_counter()
-        messages_enqueue(ids, channel=channel)
-        while Message.objects.filter(workspace=workspace, status="queued").exists():
-            if all(process.poll() is not None for process in processes):
-                raise RuntimeError("the workers stopped before the messages were sent")
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-    finally:
-        _stop(processes)
+    django_rq.get_queue(f"delivery-{channel}").empty()
+    started = time.perf_counter()
+    messages_enqueue(ids, channel=channel)
+    deadline = time.monotonic() + 3600
+    while Message.objects.filter(workspace=workspace, status="queued").exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("delivery: the messages were not sent within an hour")
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
     statuses = dict(
         Message.objects.filter(workspace=workspace)
         .values_list("status")
@@ -253,6 +233,7 @@ def _system(plan: Plan, channel: str, workers: int, servers, log) -> dict[str, A
         "capped": capped,
         "statuses": statuses,
         **received,
+        "load_average": load_average()[0],
     }
     log(f"  {channel}, {workers} worker(s): {result['messages_per_s']} msgs/s {result}")
     expected_sent = len(ids) // PER_PROFILE * CAP
@@ -315,7 +296,7 @@ def run(*, quick: bool) -> dict[str, Any]:
     plan = QUICK if quick else FULL
 
     def log(message: str) -> None:
-        print(message, flush=True)
+        print(f"[delivery] {message}", flush=True)
 
     _django_setup()
     from django.conf import settings
@@ -326,36 +307,62 @@ def run(*, quick: bool) -> dict[str, Any]:
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_port
     _prepare_database(plan)
     sent = plan.messages // PER_PROFILE * CAP
-    baseline: dict[str, dict] = {}
-    system: dict[str, dict] = {}
+    email_url = f"smtp://127.0.0.1:{smtp_port}"
+    items = {channel: _prerendered(channel, sent, hook_url) for channel in CHANNELS}
+    before: dict[str, float] = {}
+    after: dict[str, float] = {}
+    runs: dict[str, dict[int, list]] = {channel: {1: [], 2: []} for channel in CHANNELS}
     try:
         with _bench_database(plan.database):
             for channel in CHANNELS:
-                items = _prerendered(channel, sent, hook_url)
-                before = _baseline(channel, items, smtp_port)
-                runs = {f"{n}_worker": _system(plan, channel, n, servers, log) for n in (1, 2)}
-                after = _baseline(channel, items, smtp_port)
-                baseline[channel] = {
-                    "messages": sent,
-                    "messages_per_s": round(statistics.median([before, after]), 1),
-                    "before": round(before, 1),
-                    "after": round(after, 1),
-                }
-                system[channel] = runs
-                log(f"  {channel} baseline: {baseline[channel]}")
+                before[channel] = _baseline(channel, items[channel], smtp_port)
+                log(f"{channel} bare client (before): {before[channel]:,.0f} msgs/s")
+            first = _workers(1, plan, email_url)
+            try:
+                for workers in (1, 2):
+                    second = _workers(1, plan, email_url) if workers == 2 else []
+                    try:
+                        for _ in range(plan.repetitions):
+                            for channel in CHANNELS:
+                                runs[channel][workers].append(
+                                    _system(plan, channel, workers, servers, log)
+                                )
+                    finally:
+                        _stop(second)
+            finally:
+                _stop(first)
+            for channel in CHANNELS:
+                after[channel] = _baseline(channel, items[channel], smtp_port)
+                log(f"{channel} bare client (after): {after[channel]:,.0f} msgs/s")
     finally:
         controller.stop()
         hook.shutdown()
+    baseline: dict[str, dict] = {}
+    system: dict[str, dict] = {}
     for channel in CHANNELS:
+        baseline[channel] = {
+            "messages": sent,
+            "messages_per_s": before_after(before[channel], after[channel]),
+        }
+        system[channel] = {
+            f"{n}_worker": {
+                "messages_per_s": spread(run["messages_per_s"] for run in runs[channel][n]),
+                "duplicates": sum(run["duplicates"] for run in runs[channel][n]),
+                "cap_violations": sum(run["cap_violations"] for run in runs[channel][n]),
+                "runs": runs[channel][n],
+            }
+            for n in (1, 2)
+        }
         system[channel]["ratio"] = round(
-            system[channel]["1_worker"]["messages_per_s"] / baseline[channel]["messages_per_s"], 3
+            system[channel]["1_worker"]["messages_per_s"]["median"]
+            / baseline[channel]["messages_per_s"]["median"],
+            3,
         )
     headline = "; ".join(
-        f"{channel}: {system[c]['1_worker']['messages_per_s']:,.0f} msgs/s with 1 worker, "
-        f"{system[c]['2_worker']['messages_per_s']:,.0f} with 2 "
-        f"(bare client {baseline[c]['messages_per_s']:,.0f}/s)"
-        for c in CHANNELS
-        for channel in [c]
+        f"{channel}: {system[channel]['1_worker']['messages_per_s']['median']:,.0f} msgs/s with"
+        f" 1 worker, {system[channel]['2_worker']['messages_per_s']['median']:,.0f} with 2"
+        f" (bare client {baseline[channel]['messages_per_s']['median']:,.0f}/s)"
+        for channel in CHANNELS
     )
     return {
         "headline": headline + "; 0 duplicates, 0 cap violations",
@@ -364,8 +371,11 @@ def run(*, quick: bool) -> dict[str, Any]:
             "per_profile": PER_PROFILE,
             "cap": f"{CAP} per {WINDOW}s on all channels",
             "batch": 100,
+            "repetitions": plan.repetitions,
         },
         "baseline": baseline,
         "system": system,
         "ratio": round(statistics.mean(system[c]["ratio"] for c in CHANNELS), 3),
+        "ratio_means": "per channel: median msgs/s with 1 worker / bare client msgs/s (median"
+        " of before and after); the mean of the two channels",
     }
