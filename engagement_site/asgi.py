@@ -5,6 +5,8 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engagement_site.settings")
+# The web process shares a pool of database connections (settings.DATABASE_POOL).
+os.environ.setdefault("DATABASE_POOL", "true")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

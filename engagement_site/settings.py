@@ -88,6 +88,18 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# The web process (engagement_site/asgi.py turns this on) shares a psycopg pool: Daphne
+# runs each request in a thread of its own and Django's connections belong to a thread,
+# so a persistent connection would be opened per request and then linger until its
+# thread is collected (a busy server ran PostgreSQL out of connections). Workers and
+# commands run in one thread and keep their persistent connection.
+if env_bool("DATABASE_POOL", False):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=1),
+        "timeout": 10,
+    }
 # Lets two test runs share one PostgreSQL server without sharing a test database.
 DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
