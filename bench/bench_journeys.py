@@ -384,9 +384,13 @@ def _latency(plan: Plan, setup: dict, sink: _SmtpSink, log) -> dict[str, Any]:
         if index >= WARM_EVENTS:
             to_smtp.append((arrived - accepted) * 1000)
     journey, _ = setup["journeys"]["event"]
+    # The worker records sent_at after the SMTP server answered: wait for the last one.
+    messages = Message.objects.filter(journey=journey)
+    wait_for(
+        lambda: not messages.filter(sent_at=None).exists(), timeout=30, what="sent_at recorded"
+    )
     sent = {
-        message.profile.user_id: message.sent_at
-        for message in Message.objects.filter(journey=journey).select_related("profile")
+        message.profile.user_id: message.sent_at for message in messages.select_related("profile")
     }
     received = {
         event.profile.user_id: event.received_at
@@ -422,8 +426,10 @@ def _latency(plan: Plan, setup: dict, sink: _SmtpSink, log) -> dict[str, Any]:
 def run(*, quick: bool) -> dict[str, Any]:
     plan = QUICK if quick else FULL
 
+    begun = time.monotonic()
+
     def log(message: str) -> None:
-        print(f"[journeys] {message}", flush=True)
+        print(f"[journeys {time.monotonic() - begun:5.1f} s] {message}", flush=True)
 
     _django_setup()
     import django_rq
@@ -432,6 +438,7 @@ def run(*, quick: bool) -> dict[str, Any]:
     from bench.bench_delivery import _free_port
 
     _prepare_database(plan)
+    log("database ready")
     loads = [load_average()[0]]
     for name in LATENCY_QUEUES:
         django_rq.get_queue(name).empty()
@@ -451,7 +458,9 @@ def run(*, quick: bool) -> dict[str, Any]:
     try:
         with _bench_database(plan.database):
             setup = _setup(plan)
+            log("set up")
             _registered(latency_worker + first)
+            log("workers listening")
             try:
                 latency = _latency(plan, setup, sink, log)
             finally:
@@ -464,6 +473,7 @@ def run(*, quick: bool) -> dict[str, Any]:
                 runs[1].append(_throughput_run(plan, setup, 1))
                 log(f"  1 worker: {runs[1][-1]}")
             second = _workers(1, plan)
+            log("second worker listening")
             try:
                 for _ in range(plan.repetitions):
                     runs[2].append(_throughput_run(plan, setup, 2))
