@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+from engagement_site.jobs import redis_connection
+
 _TAKE = """
 local used = redis.call('INCRBY', KEYS[1], ARGV[1])
 if used == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
@@ -22,11 +24,10 @@ def take(key: str, *, rate: int, want: int, window: int = 1) -> tuple[int, float
     """Take up to `want` sends of the `rate` allowed in the current window of
     `window` seconds; returns how many were granted and the seconds until the next
     window. Atomic (one Lua script), so workers never grant more than the rate."""
-    import django_rq
 
     now = time.time()
     slot = int(now // window)
-    connection = django_rq.get_connection("default")
+    connection = redis_connection("default")
     granted = connection.eval(
         _TAKE, 1, f"rate:{key}:{window}:{slot}", int(want), int(rate), window * 2
     )

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from delivery.channels.base import SendResult
 from delivery.models import Message
+from engagement_site.jobs import get_queue
 
 logger = logging.getLogger(__name__)
 
@@ -174,12 +175,11 @@ def channel_queue(channel: str) -> str:
 
 def messages_enqueue(message_ids: list[int], *, channel: str) -> None:
     """Queue the send of these messages on their channel's queue (call after commit)."""
-    import django_rq
 
     from delivery.tasks import messages_send_job
 
     for start in range(0, len(message_ids), SEND_BATCH):
-        django_rq.get_queue(channel_queue(channel), commit_mode="auto").enqueue(
+        get_queue(channel_queue(channel), commit_mode="auto").enqueue(
             messages_send_job, list(message_ids[start : start + SEND_BATCH])
         )
 

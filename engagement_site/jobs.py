@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 # The states in which a job under a fixed id still waits or runs.
 PENDING = ("queued", "started", "deferred", "scheduled")
 
@@ -23,3 +25,29 @@ def enqueue_unless_pending(
         return False
     queue.enqueue(func, *args, job_id=job_id, **options)
     return True
+
+
+_clients: dict[tuple, object] = {}
+
+
+def redis_connection(name: str = "default"):
+    """The Redis client of the queue `name`'s connection settings, one per process:
+    django_rq builds a new client (and opens a new connection) on every call, which cost
+    the ingest and send paths a connection per batch (docs/performance.md). Keyed by
+    pid, so a forked child never shares its parent's socket."""
+    import django_rq
+    from django_rq.connection_utils import filter_connection_params
+    from django_rq.settings import QUEUES
+
+    key = (os.getpid(), repr(sorted(filter_connection_params(QUEUES[name]).items())))
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = django_rq.get_connection(name)
+    return client
+
+
+def get_queue(name: str = "default", **options):
+    """django_rq.get_queue on the process's shared client (redis_connection)."""
+    import django_rq
+
+    return django_rq.get_queue(name, connection=redis_connection(name), **options)

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from engagement_site.jobs import get_queue
 from journeys.graph import next_node, parse_definition
 from journeys.matching import filters_match
 from journeys.models import Enrollment, Journey, JourneyVersion, StepLog
@@ -207,14 +208,11 @@ def enrollments_claim(
 
 def advance_enqueue(ids: list[int]) -> None:
     """Queue a job that advances these enrollments (call after commit)."""
-    import django_rq
 
     from journeys.tasks import enrollments_advance_job
 
     if ids:
-        django_rq.get_queue(JOURNEYS_QUEUE, commit_mode="auto").enqueue(
-            enrollments_advance_job, list(ids)
-        )
+        get_queue(JOURNEYS_QUEUE, commit_mode="auto").enqueue(enrollments_advance_job, list(ids))
 
 
 def advance_batch(ids: list[int] | None = None, *, now: datetime | None = None) -> int:

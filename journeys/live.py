@@ -14,7 +14,6 @@ frame is always current.
 from __future__ import annotations
 
 import logging
-import os
 
 from django.db.models import Count, Exists, OuterRef, Q
 
@@ -32,21 +31,6 @@ def group_name(journey_id: int) -> str:
 
 def workspace_group_name(workspace_id: int) -> str:
     return WORKSPACE_GROUP.format(workspace_id)
-
-
-_connection: tuple[int, object] | None = None
-
-
-def _ping_connection():
-    """One Redis client per process for the pings (a new client per call costs a
-    connection each time: about 2 ms of a 5-15 ms status change, bench/bench_analytics).
-    Keyed by pid: a forked worker must not share its parent's socket."""
-    global _connection
-    import django_rq
-
-    if _connection is None or _connection[0] != os.getpid():
-        _connection = (os.getpid(), django_rq.get_connection("default"))
-    return _connection[1]
 
 
 def journey_touched(journey_ids, *, workspace_ids=()) -> None:
@@ -72,7 +56,9 @@ def journey_touched(journey_ids, *, workspace_ids=()) -> None:
         from asgiref.sync import async_to_sync
         from channels.layers import get_channel_layer
 
-        redis = _ping_connection()
+        from engagement_site.jobs import redis_connection
+
+        redis = redis_connection("default")
         layer = get_channel_layer()
         for key, group, kind in pings:
             if redis.set(key, 1, nx=True, px=PING_INTERVAL_MS):

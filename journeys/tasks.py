@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from engagement_site.jobs import get_queue
+
 
 def enrollments_advance_job(enrollment_ids: list[int]) -> int:
     """Advance these enrollments if they are due and nobody holds them (a job that runs
@@ -32,7 +34,6 @@ def segment_change_enqueue(
     by nothing, so it is logged loudly)."""
     import logging
 
-    import django_rq
     from django.db import transaction
 
     if not entered_ids and not exited_ids:
@@ -40,7 +41,7 @@ def segment_change_enqueue(
 
     def enqueue() -> None:
         try:
-            django_rq.get_queue("journeys", commit_mode="auto").enqueue(
+            get_queue("journeys", commit_mode="auto").enqueue(
                 segment_change_job, workspace_id, segment_id, entered_ids, exited_ids
             )
         except Exception:

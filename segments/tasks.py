@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-import django_rq
 from django.conf import settings
 from django.utils.module_loading import import_string
+
+from engagement_site.jobs import get_queue
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def ingested_batch_enqueue(
 ) -> None:
     """Enqueue ingested_batch_process. Call it from transaction.on_commit only (hence
     commit_mode "auto": the commit has happened, enqueue now)."""
-    django_rq.get_queue(INGEST_QUEUE, commit_mode="auto").enqueue(
+    get_queue(INGEST_QUEUE, commit_mode="auto").enqueue(
         ingested_batch_process, workspace_id, profile_ids, event_ids
     )
 

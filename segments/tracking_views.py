@@ -35,7 +35,6 @@ import zlib
 from dataclasses import dataclass
 from functools import cache
 
-import django_rq
 import orjson
 import redis
 from django.conf import settings
@@ -43,6 +42,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from engagement_site.jobs import redis_connection
 from engagement_site.workspaces.models import ApiKey, Workspace
 from engagement_site.workspaces.services import api_key_authenticate
 from segments.ingestion import SOURCE_TRACKING_API, ingest_batch, ingestion_settings_get
@@ -197,7 +197,7 @@ def _access_for(raw_key: str, request: HttpRequest) -> _Access | None:
 @cache
 def _redis() -> redis.Redis:
     # One client (and its connection pool) per process, not one per request.
-    return django_rq.get_connection("default")
+    return redis_connection("default")
 
 
 def _retry_after(*, workspace_id: int, per_second: int, events: int) -> int | None:
