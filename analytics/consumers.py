@@ -66,6 +66,10 @@ class WorkspaceMetricsConsumer(LiveNumbersConsumer):
         }
         return live.workspace_group_name(self.workspace.pk)
 
+    def frame_key(self) -> tuple:
+        # Pages of one workspace share frames only when their filters match.
+        return (self.group, *sorted(self.query.items()))
+
     async def metrics_changed(self, event):
         await self.numbers_changed(event)
 

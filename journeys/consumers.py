@@ -18,6 +18,14 @@ from django.utils import timezone
 from journeys import live
 
 TRAILING = 0.3  # seconds: one more frame after a burst, for changes the pings skipped
+# A frame computed for one socket is sent to the others of the same process that ask for
+# the same numbers within this many seconds: a change pings every open page at once,
+# and 100 builders of one journey recomputing it one after another in the database
+# thread made the last wait about a second (bench/bench_live.py). The trailing frame
+# after a burst is computed afresh, so every page ends on current numbers.
+SHARE_SECONDS = 0.1
+
+_shared_frames: dict[tuple, tuple[float, asyncio.Future]] = {}
 
 
 @database_sync_to_async
@@ -56,6 +64,23 @@ class LiveNumbersConsumer(AsyncJsonWebsocketConsumer):
 
     async def frame(self) -> dict:
         raise NotImplementedError
+
+    def frame_key(self) -> tuple:
+        """What makes two sockets' frames the same (the sockets of one group by default)."""
+        return (self.group,)
+
+    async def _shared_frame(self) -> dict:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        key = self.frame_key()
+        entry = _shared_frames.get(key)
+        if entry is None or now - entry[0] >= SHARE_SECONDS:
+            for stale in [k for k, (at, _) in _shared_frames.items() if now - at >= 60]:
+                del _shared_frames[stale]
+            entry = (now, asyncio.ensure_future(self.frame()))
+            _shared_frames[key] = entry
+        # Shielded: one socket closing must not cancel the computation the others await.
+        return await asyncio.shield(entry[1])
 
     async def connect(self):
         self.group = await self.authorize()
@@ -97,7 +122,7 @@ class LiveNumbersConsumer(AsyncJsonWebsocketConsumer):
 
     async def _send_frame(self):
         self.last_frame = asyncio.get_running_loop().time()
-        await self.send_json({**await self.frame(), "at": timezone.now().isoformat()})
+        await self.send_json({**await self._shared_frame(), "at": timezone.now().isoformat()})
 
 
 class JourneyLiveConsumer(LiveNumbersConsumer):
