@@ -36,7 +36,6 @@ are reported. docs/performance.md explains the numbers.
 from __future__ import annotations
 
 import itertools
-import math
 import multiprocessing
 import os
 import random
@@ -57,7 +56,7 @@ from bench.bench_segments import (
     _django_setup,
     _server_connection,
 )
-from bench.measure import before_after, load_average
+from bench.measure import before_after, load_average, log, percentile, spread
 
 SEED = 20261205
 DATASET_VERSION = 1
@@ -96,24 +95,6 @@ class Plan:
 FULL = Plan("eng_bench_analytics", 1_000_000, 100_000, 600, 3, 40)
 # --quick: a smoke-size run (about 15 s once its dataset exists): 1 and 2 writers.
 QUICK = Plan("eng_bench_analytics_quick", 100_000, 10_000, 40, 3, 10, (1, 2))
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
-
-
-def _spread(values: list[float], digits: int = 1) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-    }
-
-
-def _percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile (share in (0, 1])."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))]
 
 
 def _journeys(workspace, *, count: int) -> list:
@@ -430,9 +411,9 @@ def _trigger_cost(setup, *, events: int, repetitions: int) -> dict[str, Any]:
                 uncounted.append(per_event * 1000)
     return {
         "events": events,
-        "insert_us_per_event_counted": _spread(counted),
-        "insert_us_per_event_uncounted": _spread(uncounted),
-        "trigger_us_per_event": _spread(trigger),
+        "insert_us_per_event_counted": spread(counted),
+        "insert_us_per_event_uncounted": spread(uncounted),
+        "trigger_us_per_event": spread(trigger),
     }
 
 
@@ -449,7 +430,7 @@ def _counters(plan: Plan) -> dict[str, Any]:
         # One moment for every event: they all fall on one day, in the hot rows.
         at = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
         cost = _trigger_cost(setup, events=plan.stream_messages * 5, repetitions=3)
-        _log(f"  trigger cost (EXPLAIN ANALYZE): {cost}")
+        log(f"  trigger cost (EXPLAIN ANALYZE): {cost}")
         runs: dict[str, list[dict]] = {}
         for repetition in range(plan.repetitions):
             # Every other repetition in reverse order, so drift favours neither side.
@@ -460,7 +441,7 @@ def _counters(plan: Plan) -> dict[str, Any]:
                     plan, setup, writers=writers, layout=layout, counted=counted, at=at
                 )
                 runs.setdefault(key, []).append(run)
-                _log(
+                log(
                     f"  counters {repetition + 1}/{plan.repetitions} {key}: "
                     f"{run['events_per_s']:,.0f} events/s, {run['calls']} calls "
                     f"({run['repeated_callbacks']} repeats), events {run['events_stored']}, "
@@ -474,8 +455,8 @@ def _counters(plan: Plan) -> dict[str, Any]:
             "writers": last["writers"],
             "layout": last["layout"],
             "counted": last["counted"],
-            "events_per_s": _spread([item["events_per_s"] for item in items]),
-            "lock_wait_share": _spread([item["lock_wait_share"] for item in items], 3),
+            "events_per_s": spread([item["events_per_s"] for item in items]),
+            "lock_wait_share": spread([item["lock_wait_share"] for item in items], 3),
             "calls": last["calls"],
             "repeated_callbacks": last["repeated_callbacks"],
             "events_stored": last["events_stored"],
@@ -487,14 +468,17 @@ def _counters(plan: Plan) -> dict[str, Any]:
         hot = runs[f"counted_hot_{writers}"]
         uncounted = runs[f"uncounted_hot_{writers}"]
         # Ratios of the runs made side by side in each repetition, then their median.
-        summary[f"counted_hot_{writers}"]["ratio_to_uncounted"] = _spread(
+        summary[f"counted_hot_{writers}"]["ratio_to_uncounted"] = spread(
             [a["events_per_s"] / b["events_per_s"] for a, b in zip(hot, uncounted, strict=True)],
             3,
         )
         if writers > 1:
-            spread = runs[f"counted_spread_{writers}"]
-            summary[f"counted_hot_{writers}"]["ratio_to_spread"] = _spread(
-                [a["events_per_s"] / b["events_per_s"] for a, b in zip(hot, spread, strict=True)],
+            spread_runs = runs[f"counted_spread_{writers}"]
+            summary[f"counted_hot_{writers}"]["ratio_to_spread"] = spread(
+                [
+                    a["events_per_s"] / b["events_per_s"]
+                    for a, b in zip(hot, spread_runs, strict=True)
+                ],
                 3,
             )
     return summary
@@ -544,7 +528,7 @@ def _generate(plan: Plan) -> dict[str, float]:
         started = time.perf_counter()
         yield
         steps[name] = round(time.perf_counter() - started, 2)
-        _log(f"  {name}: {steps[name]} s")
+        log(f"  {name}: {steps[name]} s")
 
     owner = get_user_model().objects.create_user(username="bench-analyst", password=None)
     workspace = workspace_create(
@@ -786,7 +770,7 @@ def _time(call: Callable[[], object], repetitions: int, warm: int = 3) -> list[f
 def _latency(timings: list[float]) -> dict[str, float]:
     return {
         "p50_ms": round(statistics.median(timings), 1),
-        "p95_ms": round(_percentile(timings, 0.95), 1),
+        "p95_ms": round(percentile(timings, 0.95), 1),
         "min_ms": round(min(timings), 1),
         "max_ms": round(max(timings), 1),
         "requests": len(timings),
@@ -805,10 +789,10 @@ def _overview(plan: Plan) -> dict[str, Any]:
     with _bench_database(plan.database):
         steps = _generate(plan) if generated else {}
         if not generated:
-            _log("  overview: reusing the generated dataset")
+            log("  overview: reusing the generated dataset")
         workspace = Workspace.objects.get(slug=OVERVIEW_SLUG)
         facts = _dataset_facts(workspace.pk)
-        _log(f"  overview dataset: {facts}")
+        log(f"  overview dataset: {facts}")
         from django.contrib.auth import get_user_model
 
         client = Client()
@@ -879,9 +863,9 @@ def run(*, quick: bool) -> dict[str, Any]:
     for database in (plan.stream_database,):
         _prepare_database(Plan(database, 0, 0, 0, 0, 0))
     loads = [load_average()[0]]
-    _log("analytics: counters")
+    log("analytics: counters")
     counters = _counters(plan)
-    _log("analytics: overview")
+    log("analytics: overview")
     overview = _overview(plan)
     hot_one = counters["counted_hot_1"]["events_per_s"]["median"]
     base_one = counters["uncounted_hot_1"]["events_per_s"]["median"]

@@ -58,6 +58,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.measure import log
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SEED = 20261206
@@ -80,10 +82,6 @@ class Plan:
 
 FULL = Plan("eng_inbox_inbox", 100_000, 3_000, 3, 2_000)
 QUICK = Plan("eng_inbox_inbox_quick", 10_000, 300, 2, 300)
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
 
 
 # --------------------------------------------------------------------------- server
@@ -479,7 +477,7 @@ def run(*, quick: bool) -> dict[str, Any]:
 
     plan = QUICK if quick else FULL
     _django_setup()
-    _log(f"inbox: database {plan.database}")
+    log(f"inbox: database {plan.database}")
     _prepare_database(plan)
     marker = _dataset_marker(plan.database)
     with _bench_database(plan.database):
@@ -487,17 +485,17 @@ def run(*, quick: bool) -> dict[str, Any]:
             marker and all(marker.get(k) == v for k, v in _wanted_marker(plan).items())
         )
         if generated:
-            _log(f"  generating {plan.profiles:,} profiles and their messages")
+            log(f"  generating {plan.profiles:,} profiles and their messages")
             marker = _generate(plan)
         workspace_id = marker["workspace_id"]
         facts = _dataset_facts(workspace_id)
-        _log(f"  dataset: {facts}")
+        log(f"  dataset: {facts}")
         expected = _expected(workspace_id)
         chooser = random.Random(SEED)
         users = sorted(expected)
         stream = [chooser.choice(users) for _ in range(plan.requests)]
         service = _service_only(plan, workspace_id, stream)
-    _log(f"  inbox_list in process (no HTTP): {service}")
+    log(f"  inbox_list in process (no HTTP): {service}")
 
     checked = {"responses": 0, "cards": 0}
 
@@ -539,7 +537,7 @@ def run(*, quick: bool) -> dict[str, Any]:
                 else:
                     measure("inbox", level)
                 measure("empty", level)
-                _log(
+                log(
                     f"  rep {repetition + 1} x{level}: inbox {runs['inbox'][level][-1]}, "
                     f"empty {runs['empty'][level][-1]}"
                 )
@@ -551,7 +549,7 @@ def run(*, quick: bool) -> dict[str, Any]:
         for level in LEVELS:
             timings, rate, errors = asyncio.run(_load(url, inbox_paths, level, headers, check))
             pooled[level] = {**_latency(timings), "requests_per_s": round(rate), "errors": errors}
-            _log(f"  pooled x{level}: {pooled[level]}")
+            log(f"  pooled x{level}: {pooled[level]}")
     loads.append(load_average())
 
     def summary(kind: str, level: int) -> dict[str, Any]:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import math
 import os
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ from typing import Any
 
 from bench.bench_journeys import ROOT, _database_url, _prepare_database, _stop
 from bench.bench_segments import _bench_database, _django_setup, _server_connection
+from bench.measure import log, percentile, spread
 
 SLUG = "bench-ingest"
 BATCH = 100
@@ -83,24 +83,6 @@ class Plan:
 
 FULL = Plan("eng_ingest", 200_000, (1, 8, 32), 3, 900)
 QUICK = Plan("eng_ingest_quick", 5_000, (1, 8, 32), 2, 120)
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
-
-
-def _spread(values: list[float], digits: int = 1) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-    }
-
-
-def _percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile (share in (0, 1])."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))]
 
 
 # --------------------------------------------------------------------------- data
@@ -494,9 +476,9 @@ def _measure(
         "seconds": round(run["seconds"], 2),
         "accepted_events_per_s": round(posted / run["seconds"], 1),
         "stored_events_per_s": round(stream.unique / run["seconds"], 1),
-        "p50_ms": round(_percentile(latencies, 0.50), 1),
-        "p95_ms": round(_percentile(latencies, 0.95), 1),
-        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "p50_ms": round(percentile(latencies, 0.50), 1),
+        "p95_ms": round(percentile(latencies, 0.95), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies), 1),
         "retries_5xx": run["retries"],
         "peak_db_connections": connections.peak,
@@ -581,7 +563,7 @@ def run(*, quick: bool) -> dict[str, Any]:
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in configurations}
     baseline: list[float] = []
     with _bench_database(plan.database):
-        _log(f"ingest: setup ({plan.users:,} profiles)")
+        log(f"ingest: setup ({plan.users:,} profiles)")
         workspace_id, key = _setup(plan)
         _queue().empty()
         _queue().failed_job_registry.cleanup()
@@ -598,13 +580,13 @@ def run(*, quick: bool) -> dict[str, Any]:
                         copied = _stream(f"r0-replay10_{top}", plan, REPLAY_SHARE)
                         rows = _copy_rows(workspace_id, copied)
                         baseline.append(_copy(rows))
-                        _log(f"  baseline COPY: {baseline[-1]:,.0f} rows/s ({len(rows):,} rows)")
+                        log(f"  baseline COPY: {baseline[-1]:,.0f} rows/s ({len(rows):,} rows)")
                     measured = _measure(
                         plan, url, key, workspace_id, stream, clients, daphne, worker,
                         profile if (repetition == 0 and name == f"replay10_{top}") else None,
                     )  # fmt: skip
                     results[name].append(measured)
-                    _log(
+                    log(
                         f"  rep {repetition + 1} {name}: {measured['accepted_events_per_s']:,.0f}"
                         f" events/s accepted, p50 {measured['p50_ms']} p95 {measured['p95_ms']}"
                         f" p99 {measured['p99_ms']} ms, drain {measured['drain_s']} s,"
@@ -613,20 +595,20 @@ def run(*, quick: bool) -> dict[str, Any]:
                         f" load {measured['load_1min_before']}"
                     )
                 baseline.append(_copy(rows))
-                _log(f"  baseline COPY: {baseline[-1]:,.0f} rows/s")
+                log(f"  baseline COPY: {baseline[-1]:,.0f} rows/s")
         finally:
             _stop([daphne, worker])
     summary = {}
     for name, runs in results.items():
         summary[name] = {
-            "accepted_events_per_s": _spread([r["accepted_events_per_s"] for r in runs]),
-            "stored_events_per_s": _spread([r["stored_events_per_s"] for r in runs]),
-            "p50_ms": _spread([r["p50_ms"] for r in runs]),
-            "p95_ms": _spread([r["p95_ms"] for r in runs]),
-            "p99_ms": _spread([r["p99_ms"] for r in runs]),
-            "drain_s": _spread([r["drain_s"] for r in runs], 2),
-            "daphne_cpu_ms_per_batch": _spread([r["daphne_cpu_ms_per_batch"] for r in runs], 2),
-            "worker_cpu_ms_per_batch": _spread([r["worker_cpu_ms_per_batch"] for r in runs], 2),
+            "accepted_events_per_s": spread([r["accepted_events_per_s"] for r in runs]),
+            "stored_events_per_s": spread([r["stored_events_per_s"] for r in runs]),
+            "p50_ms": spread([r["p50_ms"] for r in runs]),
+            "p95_ms": spread([r["p95_ms"] for r in runs]),
+            "p99_ms": spread([r["p99_ms"] for r in runs]),
+            "drain_s": spread([r["drain_s"] for r in runs], 2),
+            "daphne_cpu_ms_per_batch": spread([r["daphne_cpu_ms_per_batch"] for r in runs], 2),
+            "worker_cpu_ms_per_batch": spread([r["worker_cpu_ms_per_batch"] for r in runs], 2),
             "runs": runs,
         }
     copy_rate = statistics.median(baseline)
@@ -658,7 +640,7 @@ def run(*, quick: bool) -> dict[str, Any]:
             "load_average": [round(value, 2) for value in os.getloadavg()],
         },
         "baseline": {
-            "copy_rows_per_s": _spread(baseline),
+            "copy_rows_per_s": spread(baseline),
             "measurements": [round(value, 1) for value in baseline],
         },
         "system": {**summary, "dedup_stored_rate_ratio": dedup},

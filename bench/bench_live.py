@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.bench_inbox import daphne, load_average, percentile, profiled
+from bench.measure import log
 
 SEED = 20261207
 CLIENTS = 100
@@ -57,10 +58,6 @@ class Plan:
 
 FULL = Plan("eng_inbox_live", 40)
 QUICK = Plan("eng_inbox_live", 12)
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
 
 
 class Loop:
@@ -263,22 +260,22 @@ def run(*, quick: bool) -> dict[str, Any]:
 
     plan = QUICK if quick else FULL
     _django_setup()
-    _log(f"live: database {plan.database}, {CLIENTS} clients, {plan.events} events")
+    log(f"live: database {plan.database}, {CLIENTS} clients, {plan.events} events")
     _prepare_database(plan)
     loads = [load_average()]
     loop = Loop()
     try:
         before = _baseline(plan, loop, settings.REDIS_URL)
-        _log(f"  baseline (pub/sub) before: {before}")
+        log(f"  baseline (pub/sub) before: {before}")
         with _bench_database(plan.database):
             setup = _setup(plan)
             with daphne(plan.database, app="engagement_site.asgi:application") as server:
                 loads.append(load_average())
                 system = _system(plan, loop, server, setup)
                 loads.append(load_average())
-        _log(f"  system: {system}")
+        log(f"  system: {system}")
         after = _baseline(plan, loop, settings.REDIS_URL)
-        _log(f"  baseline (pub/sub) after: {after}")
+        log(f"  baseline (pub/sub) after: {after}")
     finally:
         loop.close()
     loads.append(load_average())

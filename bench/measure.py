@@ -10,6 +10,11 @@ import time
 from collections.abc import Iterable
 
 
+def log(message: str) -> None:
+    """A progress line, printed at once (runs take minutes)."""
+    print(message, flush=True)
+
+
 def spread(values: Iterable[float], digits: int = 1) -> dict[str, float]:
     """Median, min, max and the samples of several repetitions."""
     samples = list(values)
