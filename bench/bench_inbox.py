@@ -22,9 +22,9 @@ Cards were sent over the 30 days before ANCHOR; 40% were read, 10% of those clic
   the same middleware, at the same concurrency, before and after the system runs (the
   median of the two). It is what Daphne + Django cost before the inbox does anything;
 - also the inbox's own work without HTTP (delivery.inbox.inbox_list called in this
-  process, one client): what the query and the JSON document cost;
-- an experiment: the inbox runs again against a second Daphne whose Django uses its
-  psycopg connection pool (BENCH_DB_POOL=1, set in this module's application only).
+  process, one client): what the query and the JSON document cost.
+(The web process now shares a psycopg connection pool, as engagement_site/asgi.py sets
+it; the pool experiment this benchmark used to run separately is the product's setting.)
 
 Repetitions are interleaved (baseline, system, baseline, for every concurrency level);
 medians with min and max are reported. ratio = inbox p99 / empty-view p99 at 4
@@ -108,19 +108,10 @@ def _urlpatterns() -> list:
 def _application():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engagement_site.settings")
     from django.conf import settings
-    from django.db import connections
 
     from engagement_site.asgi import application
 
     settings.ROOT_URLCONF = __name__
-    if os.environ.get("BENCH_DB_POOL") == "1":
-        # The experiment of the benchmark's "pooled" run: Django's psycopg pool
-        # (psycopg-pool) instead of a connection per request thread. A pool does not
-        # go with persistent connections (CONN_MAX_AGE must be 0).
-        database = connections.settings["default"]
-        database["CONN_MAX_AGE"] = 0
-        database["OPTIONS"] = {**database.get("OPTIONS", {}),
-                               "pool": {"min_size": 2, "max_size": 8, "timeout": 10}}  # fmt: skip
     return application
 
 
@@ -542,15 +533,6 @@ def run(*, quick: bool) -> dict[str, Any]:
                     f"empty {runs['empty'][level][-1]}"
                 )
         loads.append(load_average())
-    # The experiment: the same requests with Django's connection pool (one run per level).
-    pooled: dict[int, dict] = {}
-    with daphne(plan.database, env={"BENCH_DB_POOL": "1"}) as server:
-        url = server["url"]
-        for level in LEVELS:
-            timings, rate, errors = asyncio.run(_load(url, inbox_paths, level, headers, check))
-            pooled[level] = {**_latency(timings), "requests_per_s": round(rate), "errors": errors}
-            log(f"  pooled x{level}: {pooled[level]}")
-    loads.append(load_average())
 
     def summary(kind: str, level: int) -> dict[str, Any]:
         samples = runs[kind][level]
@@ -600,7 +582,6 @@ def run(*, quick: bool) -> dict[str, Any]:
         "system": {
             "inbox": system,
             "inbox_list_in_process": service,
-            "experiment_psycopg_pool": {f"{n}_clients": pooled[n] for n in LEVELS},
         },
         "ratio": head["ratio_p99_to_empty"],
     }
