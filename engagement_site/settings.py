@@ -440,6 +440,11 @@ if IS_PRODUCTION:
 # A worker or scheduler whose heartbeat is older than this is reported down by /healthz.
 HEARTBEAT_STALE_SECONDS = env_int("HEARTBEAT_STALE_SECONDS", 60, minimum=5)
 SCHEDULER_INTERVAL_SECONDS = env_int("SCHEDULER_INTERVAL_SECONDS", 5, minimum=1)
+# How long a worker holds what it claimed: a journey worker its enrollments, a send job
+# its messages. A killed worker's claims are taken over when they run out, so they must
+# outlast any job (RQ's timeout is 600 s for sends); the fault tests run with seconds.
+JOURNEY_LEASE_SECONDS = env_int("JOURNEY_LEASE_SECONDS", 300, minimum=1)
+DELIVERY_SEND_LEASE_SECONDS = env_int("DELIVERY_SEND_LEASE_SECONDS", 900, minimum=3)
 
 LOGGING = {
     "version": 1,
