@@ -187,10 +187,14 @@ document.addEventListener(
   true,
 );
 
-// <select data-autosubmit>: submit its form on change (the form keeps a button for no-JS use).
+// <select data-autosubmit> (or a checkbox): submit its form on change. Pages carry no
+// inline handlers (onchange=...): the Content-Security-Policy refuses them.
 document.addEventListener("change", (event) => {
   const target = event.target;
-  if (target instanceof HTMLSelectElement && target.hasAttribute("data-autosubmit")) {
+  if (
+    (target instanceof HTMLSelectElement || target instanceof HTMLInputElement) &&
+    target.hasAttribute("data-autosubmit")
+  ) {
     target.form?.requestSubmit();
   }
 });
