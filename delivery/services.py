@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -151,13 +152,14 @@ def _stamp(message: Message, status: str, at: datetime) -> list[str]:
 RETRY_DELAYS = (60, 300, 1800, 7200)  # seconds; after the last, the message fails
 SEND_BATCH = 100
 # A claimed message belongs to its send job for this long (longer than a job may run:
-# RQ's 600 s timeout); a job that died is replaced by the scheduler after it.
-SEND_LEASE = timedelta(minutes=15)
-# A send job starts no new send after this long (far inside the lease and RQ's job
+# RQ's 600 s timeout; settings.DELIVERY_SEND_LEASE_SECONDS, 15 minutes by default); a
+# job that died is replaced by the scheduler after it.
+SEND_LEASE = timedelta(seconds=settings.DELIVERY_SEND_LEASE_SECONDS)
+# A send job starts no new send after this long (a third of the lease, inside RQ's job
 # timeout): what it has not reached is handed back, to go out in a new job, so a slow
 # provider can never keep a job sending past its lease while another job sends the
 # same messages.
-SEND_BUDGET = timedelta(minutes=5)
+SEND_BUDGET = SEND_LEASE / 3
 # The scheduler re-queues queued messages whose time has come and stayed this long
 # unsent (a job lost with Redis, a retry that is due), without racing the job queued
 # at commit; a re-queued message is not re-queued again for REQUEUE_BACKOFF.
@@ -167,8 +169,6 @@ REQUEUE_BACKOFF = timedelta(minutes=2)
 
 def channel_queue(channel: str) -> str:
     """The channel's own queue; plug-in channels without one share `delivery`."""
-    from django.conf import settings
-
     name = f"delivery-{channel}"
     return name if name in settings.RQ_QUEUES else "delivery"
 
@@ -191,7 +191,9 @@ def message_decided(*, message: Message) -> None:
 
 def _claim(message_ids: list[int], now: datetime) -> list[int]:
     """Take the due, queued ones among these messages for this job: a lease in
-    next_attempt_at, committed at once, so no other job or sweep sends them meanwhile."""
+    next_attempt_at, committed at once, so no other job or sweep sends them meanwhile.
+    The claim ends a re-queue's backoff (requeued_at): the job it queued has come, and
+    if this one dies too, the lease's end is the next sign."""
     with transaction.atomic():
         claimed = list(
             Message.objects.select_for_update(skip_locked=True)
@@ -200,7 +202,9 @@ def _claim(message_ids: list[int], now: datetime) -> list[int]:
             .order_by("pk")
             .values_list("pk", flat=True)
         )
-        Message.objects.filter(pk__in=claimed).update(next_attempt_at=now + SEND_LEASE)
+        Message.objects.filter(pk__in=claimed).update(
+            next_attempt_at=now + SEND_LEASE, requeued_at=None
+        )
     return claimed
 
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -52,7 +53,8 @@ from journeys.nodes import (
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
+# How long a claim holds (settings.JOURNEY_LEASE_SECONDS, 5 minutes by default).
+LEASE = timedelta(seconds=settings.JOURNEY_LEASE_SECONDS)
 CLAIM_BATCH = 500
 COMMIT_GROUP = 25
 MAX_STEPS_PER_RUN = 100
