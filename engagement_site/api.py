@@ -34,3 +34,50 @@ def newest_first_pagination(time_field: str, *, max_page_size: int = 500) -> Cur
     paginator.page_size_query_param = "page_size"
     paginator.max_page_size = max_page_size
     return paginator
+
+
+ERROR_SCHEMA_NAME = "Error"
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Every error of the API: a machine-readable `code` and a sentence for "
+    "people; `errors` names each invalid field when the request had some.",
+    "properties": {
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "errors": {},
+    },
+    "required": ["code", "message"],
+}
+# Answered by any operation: authentication (401), the role's permissions (403, naming
+# the permission), the workspace or an object it does not have (404). 400 only where
+# the operation takes input (parameters or a body).
+_ERROR_RESPONSES = {
+    "400": "The request has invalid fields or values (`errors` names each one).",
+    "401": "No secret key, or an unknown or revoked one.",
+    "403": "The key's role lacks the permission, named in `message`.",
+    "404": "The workspace, or an object in the path, does not exist for this caller.",
+}
+
+
+def document_error_responses(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing hook: every operation documents the errors it can
+    answer, with the one error body, unless its view documented that status itself."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault(ERROR_SCHEMA_NAME, ERROR_SCHEMA)
+    reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            takes_input = bool(operation.get("parameters") or operation.get("requestBody"))
+            for status_code, description in _ERROR_RESPONSES.items():
+                if status_code == "400" and not takes_input:
+                    continue
+                operation["responses"].setdefault(
+                    status_code,
+                    {
+                        "content": {"application/json": {"schema": reference}},
+                        "description": description,
+                    },
+                )
+    return result

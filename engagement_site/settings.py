@@ -382,6 +382,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": STATIC_URL + "vendor/swagger-ui",
     "SWAGGER_UI_FAVICON_HREF": STATIC_URL + "img/favicon.svg",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "engagement_site.api.document_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "AssetKind": "content.models.Asset.Kind",
         "AssetStatus": "content.models.Asset.Status",
