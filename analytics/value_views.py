@@ -174,15 +174,13 @@ def _download(request: HttpRequest, report: dict[str, Any], export_format: str) 
     return response
 
 
-@workspace_view("analytics.view")
+@workspace_view({"GET": "analytics.view", "POST": "analytics.edit"})
 def analytics_value(request: HttpRequest) -> HttpResponse:
     workspace = request.workspace
     settings = value_settings_get(workspace=workspace)
     form = ValueSettingsForm(initial=ValueSettingsForm.initial_of(settings))
     status = 200
     if request.method == "POST":
-        if not member_can(request, "analytics.edit"):
-            raise PermissionDenied("Your role cannot change analytics: analytics.edit")
         if request.POST.get("action") == "recompute":
             if customer_value_recompute_request(
                 workspace=workspace, context=AuditContext.from_request(request)

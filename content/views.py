@@ -161,17 +161,12 @@ def _editor_context(
     }
 
 
-@workspace_view("content.view")
-@require_http_methods(["GET", "POST"])
+@workspace_view({"GET": "content.view", "POST": "content.edit"})
 def template_edit(request: HttpRequest, template_id: int) -> HttpResponse:
     workspace = request.workspace
     template = selectors.template_get(workspace=workspace, template_id=template_id)
     if request.method == "GET":
         return render(request, "content/template_edit.html", _editor_context(request, template))
-    if not member_can(request, "content.edit"):
-        from django.core.exceptions import PermissionDenied
-
-        raise PermissionDenied("Your role cannot change templates: content.edit")
     if template.archived_at is not None:
         messages.error(request, "This template is archived; bring it back to edit it.")
         return redirect(
@@ -713,18 +708,13 @@ def asset_card(request: HttpRequest, asset_id: int) -> HttpResponse:
     )
 
 
-@workspace_view("content.view")
-@require_http_methods(["GET", "POST"])
+@workspace_view({"GET": "content.view", "POST": "content.edit"})
 def asset_detail(request: HttpRequest, asset_id: int) -> HttpResponse:
     from content.assets import asset_update
 
     workspace = request.workspace
     asset = selectors.asset_get(workspace=workspace, asset_id=asset_id)
     if request.method == "POST":
-        if not member_can(request, "content.edit"):
-            from django.core.exceptions import PermissionDenied
-
-            raise PermissionDenied("Your role cannot change assets: content.edit")
         folder_param = request.POST.get("folder", "")
         folder = (
             selectors.asset_folder_get(workspace=workspace, folder_id=int(folder_param))

@@ -6,7 +6,7 @@ delivery.services.channel_settings_save); every POST needs delivery.edit."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -33,11 +33,6 @@ def _read_only_unless_editor(request: HttpRequest, form) -> None:
     if not member_can(request, EDIT):
         for field in form.fields.values():
             field.disabled = True
-
-
-def _require_edit(request: HttpRequest) -> None:
-    if not member_can(request, EDIT):
-        raise PermissionDenied("Only owners and admins change delivery settings.")
 
 
 # --------------------------------------------------------------------------- message log
@@ -182,7 +177,7 @@ def channel_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@workspace_view("delivery.view")
+@workspace_view({"GET": "delivery.view", "POST": EDIT})
 def channel_edit(request: HttpRequest, channel: str) -> HttpResponse:
     from pydantic import ValidationError as PydanticError
 
@@ -199,24 +194,22 @@ def channel_edit(request: HttpRequest, channel: str) -> HttpResponse:
     row = channel_settings(workspace=workspace, channel=channel)
     form = ChannelSettingsForm(request.POST or None, channel_class=cls, row=row)
     _read_only_unless_editor(request, form)
-    if request.method == "POST":
-        _require_edit(request)
-        if form.is_valid():
-            try:
-                channel_settings_save(
-                    workspace=workspace,
-                    channel=channel,
-                    config=form.config(),
-                    enabled=form.cleaned_data["enabled"],
-                    rate_per_second=form.cleaned_data["rate_per_second"],
-                    cost_per_message=form.cleaned_data["cost_per_message"],
-                    context=AuditContext.from_request(request),
-                )
-            except PydanticError as error:
-                form.add_pydantic_errors(error)
-            else:
-                messages.success(request, f"{cls.name or channel} settings saved.")
-                return redirect("settings_channel", workspace_slug=workspace.slug, channel=channel)
+    if request.method == "POST" and form.is_valid():
+        try:
+            channel_settings_save(
+                workspace=workspace,
+                channel=channel,
+                config=form.config(),
+                enabled=form.cleaned_data["enabled"],
+                rate_per_second=form.cleaned_data["rate_per_second"],
+                cost_per_message=form.cleaned_data["cost_per_message"],
+                context=AuditContext.from_request(request),
+            )
+        except PydanticError as error:
+            form.add_pydantic_errors(error)
+        else:
+            messages.success(request, f"{cls.name or channel} settings saved.")
+            return redirect("settings_channel", workspace_slug=workspace.slug, channel=channel)
     return render(
         request,
         "delivery/console/channel_edit.html",
@@ -283,13 +276,12 @@ def _back_to_delivery(request: HttpRequest, anchor: str = "") -> HttpResponse:
     return response
 
 
-@workspace_view("delivery.view")
+@workspace_view({"GET": "delivery.view", "POST": EDIT})
 def delivery_settings(request: HttpRequest) -> HttpResponse:
     from delivery.selectors import delivery_settings as current
 
     if request.method != "POST":
         return _delivery_page(request)
-    _require_edit(request)
     form = DeliverySettingsForm.for_settings(current(workspace=request.workspace), request.POST)
     if form.is_valid():
         try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -386,14 +385,12 @@ def inspector_form(request: HttpRequest, journey_id: int) -> HttpResponse:
     return _answer(request, journey=journey, node=node, others=others)
 
 
-@workspace_view("journeys.view")
+@workspace_view({"POST": "journeys.edit"})
 def inspector_apply(request: HttpRequest, journey_id: int) -> HttpResponse:
     refused = _post_only(request)
     if refused is not None:
         return refused
     journey = selectors.journey_get(workspace=request.workspace, journey_id=journey_id)
-    if not member_can(request, "journeys.edit"):
-        raise PermissionDenied("Your role can look at this journey but not change it.")
     node_type = request.POST.get("node_type", "")
     node_id = request.POST.get("node_id", "")
     if node_type not in inspector_forms.NODE_TYPES or not node_id:

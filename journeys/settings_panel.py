@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import zoneinfo
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -134,7 +135,7 @@ def journey_settings(request: HttpRequest, journey_id: int) -> HttpResponse:
     journey = selectors.journey_get(workspace=request.workspace, journey_id=journey_id)
     if request.POST.get("apply"):
         if not member_can(request, "journeys.edit"):
-            return HttpResponse("Your role cannot change this journey.", status=403)
+            raise PermissionDenied("Your role cannot change this journey: journeys.edit")
         settings = _settings_from_form(request.POST)
     else:
         try:

@@ -3,19 +3,28 @@
     @workspace_view("journeys.view")
     def journey_list(request, workspace_slug): ...
 
+    @workspace_view({"GET": "members.view", "POST": "members.edit"})
+    def settings_members(request, workspace_slug): ...
+
 resolves the workspace from the URL through the user's membership (404 for a
-workspace the user is not in), checks the role's permission (403 when the member's
-role does not allow it) and sets request.workspace / request.membership.
+workspace the user is not in), checks the role's permission for the request's method
+(403 naming the permission when the member's role does not allow it; 405 for a method
+the view does not declare) and sets request.workspace / request.membership. Both
+checks happen before the view looks anything up, so a refused role learns nothing
+about the objects.
+
+The declaration is kept on the view as `required_permissions` (the same shape as the
+API views'), which tests/workspaces/test_isolation_matrix.py reads for every URL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 
 from engagement_site.workspaces.roles import ALL_PERMISSIONS, role_has_permission
 from engagement_site.workspaces.selectors import membership_get
@@ -23,18 +32,31 @@ from engagement_site.workspaces.selectors import membership_get
 LAST_WORKSPACE_SESSION_KEY = "last_workspace_slug"
 
 
-def workspace_view(permission: str) -> Callable:
-    if permission not in ALL_PERMISSIONS:
-        raise ValueError(f"unknown permission {permission!r}")
+def required_permission(required: Mapping[str, str], method: str) -> str | None:
+    """The permission a request of `method` needs, from a view's `required_permissions`
+    ("*" covers every method not named; HEAD and OPTIONS are reads like GET)."""
+    permission = required.get(method)
+    if permission is None and method in ("HEAD", "OPTIONS"):
+        permission = required.get("GET")
+    return permission or required.get("*")
+
+
+def workspace_view(permission: str | Mapping[str, str]) -> Callable:
+    required = {"*": permission} if isinstance(permission, str) else dict(permission)
+    for needed in required.values():
+        if needed not in ALL_PERMISSIONS:
+            raise ValueError(f"unknown permission {needed!r}")
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @login_required
         @wraps(view)
         def wrapper(request: HttpRequest, workspace_slug: str, *args, **kwargs) -> HttpResponse:
             membership = membership_get(user=request.user, workspace_slug=workspace_slug)
-            if not role_has_permission(membership.role, permission):
+            needed = required_permission(required, request.method)
+            if needed is None:
+                return HttpResponseNotAllowed(sorted(required))
+            if not role_has_permission(membership.role, needed):
                 raise PermissionDenied(
-                    f"Your role ({membership.get_role_display()}) cannot do this: {permission}"
+                    f"Your role ({membership.get_role_display()}) cannot do this: {needed}"
                 )
             request.workspace = membership.workspace
             request.membership = membership
@@ -42,7 +64,9 @@ def workspace_view(permission: str) -> Callable:
                 request.session[LAST_WORKSPACE_SESSION_KEY] = workspace_slug
             return view(request, *args, **kwargs)
 
-        return wrapper
+        checked = login_required(wrapper)
+        checked.required_permissions = required
+        return checked
 
     return decorator
 

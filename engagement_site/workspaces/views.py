@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from engagement_site.workspaces import selectors, services
-from engagement_site.workspaces.access import member_can, workspace_view
+from engagement_site.workspaces.access import workspace_view
 from engagement_site.workspaces.forms import (
     ApiKeyCreateForm,
     MemberAddForm,
@@ -24,21 +24,18 @@ def _error_text(error: ValidationError) -> str:
     return " ".join(error.messages)
 
 
-@workspace_view("members.view")
+@workspace_view({"GET": "members.view", "POST": "members.edit"})
 def settings_general(request: HttpRequest) -> HttpResponse:
     workspace = request.workspace
     form = WorkspaceSettingsForm.for_workspace(workspace, request.POST or None)
-    if request.method == "POST":
-        if not member_can(request, "members.edit"):
-            raise PermissionDenied("Only owners and admins change workspace settings.")
-        if form.is_valid():
-            services.workspace_update(
-                workspace=workspace,
-                context=AuditContext.from_request(request),
-                **{key: form.cleaned_data[key] for key in form.changed_data},
-            )
-            messages.success(request, "Workspace settings saved.")
-            return redirect("settings_general", workspace_slug=workspace.slug)
+    if request.method == "POST" and form.is_valid():
+        services.workspace_update(
+            workspace=workspace,
+            context=AuditContext.from_request(request),
+            **{key: form.cleaned_data[key] for key in form.changed_data},
+        )
+        messages.success(request, "Workspace settings saved.")
+        return redirect("settings_general", workspace_slug=workspace.slug)
     return render(
         request,
         "workspaces/settings_general.html",
@@ -46,27 +43,24 @@ def settings_general(request: HttpRequest) -> HttpResponse:
     )
 
 
-@workspace_view("members.view")
+@workspace_view({"GET": "members.view", "POST": "members.edit"})
 def settings_members(request: HttpRequest) -> HttpResponse:
     workspace = request.workspace
     form = MemberAddForm(request.POST or None)
-    if request.method == "POST":
-        if not member_can(request, "members.edit"):
-            raise PermissionDenied("Only owners and admins add members.")
-        if form.is_valid():
-            try:
-                services.membership_add(
-                    workspace=workspace,
-                    email=form.cleaned_data["email"],
-                    role=form.cleaned_data["role"],
-                    acting_role=request.membership.role,
-                    context=AuditContext.from_request(request),
-                )
-            except ValidationError as error:
-                form.add_error("email", _error_text(error))
-            else:
-                messages.success(request, f"{form.cleaned_data['email']} added.")
-                return redirect("settings_members", workspace_slug=workspace.slug)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.membership_add(
+                workspace=workspace,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                acting_role=request.membership.role,
+                context=AuditContext.from_request(request),
+            )
+        except ValidationError as error:
+            form.add_error("email", _error_text(error))
+        else:
+            messages.success(request, f"{form.cleaned_data['email']} added.")
+            return redirect("settings_members", workspace_slug=workspace.slug)
     members = selectors.workspace_members(workspace=workspace)
     return render(
         request,
@@ -119,23 +113,20 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     return redirect("settings_members", workspace_slug=request.workspace.slug)
 
 
-@workspace_view("api_keys.view")
+@workspace_view({"GET": "api_keys.view", "POST": "api_keys.edit"})
 def settings_api_keys(request: HttpRequest) -> HttpResponse:
     workspace = request.workspace
     form = ApiKeyCreateForm(request.POST or None)
     new_key = None
-    if request.method == "POST":
-        if not member_can(request, "api_keys.edit"):
-            raise PermissionDenied("Only owners and admins create API keys.")
-        if form.is_valid():
-            _, new_key = services.api_key_create(
-                workspace=workspace,
-                kind=form.cleaned_data["kind"],
-                name=form.cleaned_data["name"],
-                role=form.cleaned_data["role"],
-                context=AuditContext.from_request(request),
-            )
-            form = ApiKeyCreateForm()
+    if request.method == "POST" and form.is_valid():
+        _, new_key = services.api_key_create(
+            workspace=workspace,
+            kind=form.cleaned_data["kind"],
+            name=form.cleaned_data["name"],
+            role=form.cleaned_data["role"],
+            context=AuditContext.from_request(request),
+        )
+        form = ApiKeyCreateForm()
     keys = selectors.workspace_api_keys(workspace=workspace)
     return render(
         request,
