@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -441,6 +442,11 @@ PUBLIC_URL = env_url(
 )
 if IS_PRODUCTION:
     required("PUBLIC_URL", PUBLIC_URL, "when DJANGO_ENV=production")
+# Message images (public media) live at PUBLIC_URL, which may be another origin than the
+# one the app is browsed at (plain http in development): previews may load them.
+_public_origin = "{0.scheme}://{0.netloc}".format(urlsplit(PUBLIC_URL))
+CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"].append(_public_origin)
+CONTENT_SECURITY_POLICY["DIRECTIVES"]["media-src"].append(_public_origin)
 # A worker or scheduler whose heartbeat is older than this is reported down by /healthz.
 HEARTBEAT_STALE_SECONDS = env_int("HEARTBEAT_STALE_SECONDS", 60, minimum=5)
 SCHEDULER_INTERVAL_SECONDS = env_int("SCHEDULER_INTERVAL_SECONDS", 5, minimum=1)
