@@ -13,7 +13,11 @@ frame is always current.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
+import time
 
 from django.db.models import Count, Exists, OuterRef, Q
 
@@ -23,6 +27,57 @@ PING_INTERVAL_MS = 100
 FRAME_INTERVAL = 0.25  # seconds between two frames to one builder
 GROUP = "journey-{}"
 WORKSPACE_GROUP = "workspace-metrics-{}"
+
+
+# Pings this process sent, and until when (time.monotonic()) Redis refuses another for
+# the same key: a send job finishing a hundred messages of one journey asks Redis once,
+# not a hundred times, and nothing changes for the pages (Redis's NX would refuse the
+# other ninety-nine the same way).
+_pinged_until: dict[str, float] = {}
+
+
+def _recently_pinged(key: str, now: float) -> bool:
+    until = _pinged_until.get(key)
+    if until is not None and now < until:
+        return True
+    if len(_pinged_until) > 10_000:
+        for stale in [k for k, expiry in _pinged_until.items() if expiry <= now]:
+            del _pinged_until[stale]
+    return False
+
+
+# The event loop this process publishes pings from, running in a thread of its own (and
+# the pid that started it: a forked child starts its own). async_to_sync would make a
+# new loop per call, and channels_redis a new connection per loop: several milliseconds
+# a ping, paid inside every send job (bench/bench_delivery.py, docs/performance.md).
+_publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
+_publisher_lock = threading.Lock()
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None or _publisher[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="live-pings", daemon=True).start()
+            _publisher = (os.getpid(), loop)
+        return _publisher[1]
+
+
+def _group_send(layer, group: str, message: dict) -> None:
+    """Hand the ping to the publisher loop and go on: the caller (a send job, a step)
+    does not wait for Redis; a ping that fails is logged, and the pages catch up on
+    the next one."""
+    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _publisher_loop())
+    future.add_done_callback(_log_failure(group))
+
+
+def _log_failure(group: str):
+    def check(future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            logger.warning("could not publish live numbers to %s: %s", group, future.exception())
+
+    return check
 
 
 def group_name(journey_id: int) -> str:
@@ -50,10 +105,11 @@ def journey_touched(journey_ids, *, workspace_ids=()) -> None:
             {int(workspace_id) for workspace_id in workspace_ids if workspace_id}
         )
     ]
+    now = time.monotonic()
+    pings = [ping for ping in pings if not _recently_pinged(ping[0], now)]
     if not pings:
         return
     try:
-        from asgiref.sync import async_to_sync
         from channels.layers import get_channel_layer
 
         from engagement_site.jobs import redis_connection
@@ -61,8 +117,12 @@ def journey_touched(journey_ids, *, workspace_ids=()) -> None:
         redis = redis_connection("default")
         layer = get_channel_layer()
         for key, group, kind in pings:
-            if redis.set(key, 1, nx=True, px=PING_INTERVAL_MS):
-                async_to_sync(layer.group_send)(group, {"type": kind})
+            sent = redis.set(key, 1, nx=True, px=PING_INTERVAL_MS)
+            # Whether this process set the key or another did, Redis refuses the same
+            # key until it expires; at most PING_INTERVAL_MS from now.
+            _pinged_until[key] = now + PING_INTERVAL_MS / 1000
+            if sent:
+                _group_send(layer, group, {"type": kind})
     except Exception:  # Redis away: the pages catch up on the next change
         logger.warning("could not publish live numbers (%s)", [group for _, group, _ in pings])
 

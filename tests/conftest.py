@@ -32,8 +32,12 @@ def _outbound_allows_loopback():
 
 @pytest.fixture(autouse=True)
 def _clean_redis():
-    """Each test starts with an empty Redis database (cache, throttles, queues)."""
+    """Each test starts with an empty Redis database (cache, throttles, queues), and
+    this process forgets which live-number pings Redis would refuse (journeys.live)."""
+    from journeys import live
+
     django_rq.get_connection("default").flushdb()
+    live._pinged_until.clear()
     yield
 
 

@@ -46,6 +46,19 @@ def _classify(error: Exception) -> SendResult:
     return SendResult.permanent(f"{type(error).__name__}: {error}")
 
 
+class _BuiltOnce(EmailMultiAlternatives):
+    """An email whose MIME message is built once: send_batch builds it first (a bad
+    address or header fails that one message, not the connection) and the SMTP backend
+    asks for it again to send it. Building is most of an email's cost after rendering."""
+
+    _built = None
+
+    def message(self, *args, **kwargs):
+        if self._built is None:
+            self._built = super().message(*args, **kwargs)
+        return self._built
+
+
 class EmailChannel(Channel):
     id = "email"
     name = "Email"
@@ -67,7 +80,7 @@ class EmailChannel(Channel):
             link = outgoing.unsubscribe_post_url or outgoing.unsubscribe_url
             headers["List-Unsubscribe"] = f"<{link}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        email = EmailMultiAlternatives(
+        email = _BuiltOnce(
             subject=fields["subject"],
             body=fields.get("text", ""),
             from_email=sender,
