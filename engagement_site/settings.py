@@ -98,8 +98,10 @@ if env_bool("DATABASE_POOL", False):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,
-        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=1),
-        "timeout": 10,
+        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=2),
+        # Seconds a request waits for a free connection before its view gets an error
+        # (the tracking API answers 503 with Retry-After).
+        "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1),
     }
 # Lets two test runs share one PostgreSQL server without sharing a test database.
 DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
@@ -509,3 +511,7 @@ INGESTION_RATE_WINDOW_SECONDS = 10
 # A write key's workspace and ingestion settings are cached in each process this long:
 # a revoked key is refused at most this many seconds later.
 INGESTION_WRITE_KEY_CACHE_SECONDS = 5
+# Each statement of a tracking request's batch may take this long (a lock held elsewhere,
+# an overloaded database) before the batch is rolled back and answered 503 Retry-After,
+# well inside the clients' own timeouts (Segment's: 15 s). 0: no limit.
+INGESTION_STATEMENT_TIMEOUT_MS = env_int("INGESTION_STATEMENT_TIMEOUT_MS", 5000, minimum=0)
