@@ -215,10 +215,23 @@ def _events(alias: str, step: EventStep | EventCount | Streak | Recency, *, now:
 
 
 class _Compiler:
-    def __init__(self, *, workspace: Workspace, now: datetime, segment_id: int | None):
+    """`whole_workspace`: the condition will be tested on every profile of the workspace
+    (a full evaluation, a preview) rather than on a batch's few, so a rule may be
+    compiled as one grouped scan of the workspace's events instead of an index probe
+    per profile."""
+
+    def __init__(
+        self,
+        *,
+        workspace: Workspace,
+        now: datetime,
+        segment_id: int | None,
+        whole_workspace: bool = False,
+    ):
         self.workspace = workspace
         self.now = now
         self.segment_id = segment_id
+        self.whole_workspace = whole_workspace
 
     def compile(self, rule: Rule) -> Fragment:
         if isinstance(rule, And):
@@ -251,6 +264,26 @@ class _Compiler:
         if (rule.op == "gte" and rule.count == 1) or (rule.op == "gt" and rule.count == 0):
             return sql("EXISTS (SELECT 1 FROM %s AND %s)", _events("e", rule, now=self.now), window)
         symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "="}[rule.op]
+        needs_an_event = (
+            (rule.op == "gte" and rule.count >= 1)
+            or rule.op == "gt"
+            or (rule.op == "eq" and rule.count >= 1)
+        )
+        if self.whole_workspace and needs_an_event:
+            # Over every profile, one grouped scan of the window's events (through the
+            # (workspace, name, timestamp) index) beats 100,000 per-profile probes:
+            # 1.1 s instead of 2.1 s on the benchmark's data (docs/performance.md).
+            # Only for counts a profile without events cannot satisfy.
+            return sql(
+                "p.id IN (SELECT e.profile_id FROM segments_event e"
+                " WHERE e.workspace_id = %s AND e.name = %s AND %s AND %s"
+                f" GROUP BY e.profile_id HAVING count(*) {symbol} %s)",
+                self.workspace.pk,
+                rule.event,
+                _filters("e", rule.filters, now=self.now),
+                window,
+                rule.count,
+            )
         return sql(
             f"((SELECT count(*) FROM %s AND %s) {symbol} %s)",
             _events("e", rule, now=self.now),
@@ -404,11 +437,18 @@ def _rule_of(segment_or_definition: Segment | dict | Rule) -> tuple[Rule, int | 
 
 
 def segment_condition(
-    *, segment_or_definition: Segment | dict | Rule, workspace: Workspace, now: datetime
+    *,
+    segment_or_definition: Segment | dict | Rule,
+    workspace: Workspace,
+    now: datetime,
+    whole_workspace: bool = False,
 ) -> Fragment:
-    """The rule as a condition on `segments_profile p` (for previews and counts)."""
+    """The rule as a condition on `segments_profile p` (for previews and counts);
+    `whole_workspace` when it will be tested on all the workspace's profiles."""
     rule, segment_id = _rule_of(segment_or_definition)
-    return _Compiler(workspace=workspace, now=now, segment_id=segment_id).compile(rule)
+    return _Compiler(
+        workspace=workspace, now=now, segment_id=segment_id, whole_workspace=whole_workspace
+    ).compile(rule)
 
 
 def _evaluate(
@@ -422,6 +462,7 @@ def _evaluate(
         segment_or_definition=segment_or_definition,
         workspace=workspace,
         now=now or timezone.now(),
+        whole_workspace=profile_ids is None,
     )
     query = sql("SELECT p.id FROM segments_profile p WHERE p.workspace_id = %s", workspace.pk)
     if profile_ids is not None:
@@ -487,6 +528,7 @@ def segment_preview(
         segment_or_definition=segment_or_definition,
         workspace=workspace,
         now=now or timezone.now(),
+        whole_workspace=True,
     )
     query = sql(
         "SELECT p.id, p.last_seen FROM segments_profile p WHERE p.workspace_id = %s AND (%s)",

@@ -430,6 +430,47 @@ NESTED = {
 }
 
 
+def test_event_counts_over_the_whole_workspace_agree_with_the_per_profile_form(
+    workspace, other_workspace
+):
+    """A full evaluation counts a workspace's events in one grouped scan; the real-time
+    path probes each profile. Both give the same members, negated too, and neither
+    counts another workspace's events."""
+    profiles = [make_profile(workspace) for _ in range(5)]
+    for number, profile in enumerate(profiles):
+        for order in range(number):
+            track(profile, "order_completed", NOW - (order + 1) * DAY)
+    stranger = make_profile(other_workspace)
+    for order in range(4):
+        track(stranger, "order_completed", NOW - (order + 1) * DAY)
+    rules = {
+        "gte 2": {"type": "event_count", "event": "order_completed", "count": 2},
+        "eq 3": {"type": "event_count", "event": "order_completed", "op": "eq", "count": 3},
+        "gt 0 in 2 days": {
+            "type": "event_count", "event": "order_completed", "op": "gt", "count": 0,
+            "window": {"last_days": 2},
+        },
+    }  # fmt: skip
+    expected = {
+        "gte 2": ids(*profiles[2:]),
+        "eq 3": ids(profiles[3]),
+        "gt 0 in 2 days": ids(*profiles[1:]),
+    }
+    everyone = {profile.pk for profile in profiles}
+    for name, rule in rules.items():
+        negated = {"type": "not", "rule": rule}
+        assert matching(workspace, rule) == expected[name], name
+        assert matching(workspace, negated) == everyone - expected[name], name
+        assert (
+            segment_evaluate_for_profiles(
+                segment_or_definition=negated, workspace=workspace, profile_ids=everyone, now=NOW
+            )
+            == everyone - expected[name]
+        ), name
+    assert matching(other_workspace, rules["eq 3"]) == set()
+    assert matching(other_workspace, rules["gte 2"]) == ids(stranger)
+
+
 def test_groups_combine_and_never_leak_across_workspaces(workspace, other_workspace):
     buyer = make_profile(workspace, traits={"plan": "pro"})
     dormant = make_profile(workspace, traits={"plan": "pro"})
