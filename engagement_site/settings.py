@@ -103,6 +103,13 @@ if env_bool("DATABASE_POOL", False):
         # (the tracking API answers 503 with Retry-After).
         "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1),
     }
+# PostgreSQL's JIT compiler (on by default in Debian's and most packaged servers) costs
+# more than it saves on the segment rules' correlated subqueries: the quick segments
+# benchmark's streak rule took 3.5 s with it and 0.6 s without, the real-time hook 312
+# against 131 ms (docs/performance.md). "server" leaves the server's setting (e.g. behind
+# a PgBouncer that refuses startup options).
+if env_str("DATABASE_JIT", "off", choices=("off", "server")) == "off":
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 # Lets two test runs share one PostgreSQL server without sharing a test database.
 DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

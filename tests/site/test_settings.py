@@ -66,6 +66,11 @@ def _load_settings(
             "EMAIL_URL must be a URL with scheme smtp or smtps or smtp+tls or console or locmem or dummy, got 'pigeon'",
         ),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD' is not valid"),
+        (
+            "DATABASE_JIT",
+            "on",
+            "DATABASE_JIT='on' is not valid: expected one of off, server",
+        ),
     ],
 )
 def test_a_bad_value_stops_start_up_with_a_message_naming_it(variable, value, message):
@@ -165,3 +170,24 @@ def test_email_url_parsing():
 def test_the_suite_runs_on_real_postgresql_and_redis():
     assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     assert settings.REDIS_URL.startswith(("redis://", "rediss://", "unix://"))
+
+
+@pytest.mark.django_db
+def test_the_apps_connections_run_without_postgresqls_jit():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == ("off",)
+
+
+def test_database_jit_server_keeps_the_servers_setting():
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "import django; django.setup(); from django.conf import settings; "
+         "print(settings.DATABASES['default'].get('OPTIONS', {}).get('options'))"],
+        cwd=ROOT, env={**os.environ, "DATABASE_JIT": "server"}, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "None"
