@@ -10,9 +10,11 @@ clients rely on (see docs and DESIGN.md, Interfaces):
 - browsers get CORS headers on every answer, and 204 to a preflight;
 - success is exactly HTTP 200 `{"success": true}` (Segment's Python client treats
   anything else as a failure); errors are JSON with `code` and `message`:
-  400 invalid_json / invalid_gzip / invalid_batch / batch_too_large,
-  401 invalid_write_key, 413 request_too_large / event_too_large,
-  415 unsupported_content_encoding, 429 rate_limited (with Retry-After, in seconds),
+  400 invalid_json (empty, not JSON, not UTF-8, not an object, NaN / Infinity, nested
+  over MAX_JSON_DEPTH levels, a key repeated in one object) / invalid_gzip /
+  invalid_batch, 401 invalid_write_key, 413 request_too_large / batch_too_large /
+  event_too_large, 415 unsupported_media_type (not application/json or text/plain) /
+  unsupported_content_encoding, 429 rate_limited (with Retry-After, in seconds),
   500 internal_error (the batch was rolled back; a retry is safe).
 
 A refused request stores nothing. Inside an accepted batch, an event over 32 KB or one
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import math
 import time
@@ -59,6 +62,13 @@ CORS_HEADERS = {
 SUCCESS = orjson.dumps({"success": True})
 # Entries beyond this are dropped all at once (random keys must not grow memory).
 WRITE_KEY_CACHE_MAX_ENTRIES = 10_000
+# Browsers post JSON as text/plain to avoid a CORS preflight; nothing else is JSON to us.
+ACCEPTED_MEDIA_TYPES = ("application/json", "text/plain")
+# How deeply a body's objects and lists may nest. Well below orjson's limits (1,024 levels
+# read, 254 written), so every event of an accepted body can be written back out with its
+# batch's context merged in, and the duplicate-key scan stays clear of Python's recursion
+# limit; real events nest a few levels.
+MAX_JSON_DEPTH = 100
 
 
 class TrackingError(Exception):
@@ -97,7 +107,19 @@ def _gunzip(data: bytes, limit: int) -> bytes:
         )
     if not decompressor.eof:
         raise TrackingError(400, "invalid_gzip", "The gzip body is truncated.")
+    if decompressor.unused_data:
+        raise TrackingError(
+            400, "invalid_gzip", "The body has data after the end of its gzip stream."
+        )
     return body
+
+
+def _check_media_type(request: HttpRequest) -> None:
+    media_type = request.META.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+    if media_type in ACCEPTED_MEDIA_TYPES:
+        return
+    problem = f"Content-Type {media_type!r}" if media_type else "Content-Type is missing"
+    raise TrackingError(415, "unsupported_media_type", f"{problem}: send application/json.")
 
 
 def _read_body(request: HttpRequest) -> bytes:
@@ -123,13 +145,90 @@ def _read_body(request: HttpRequest) -> bytes:
     return body
 
 
-def _parse(body: bytes) -> dict:
+def _json_problem(body: bytes, error: orjson.JSONDecodeError) -> str:
+    """orjson's account of the error, or a plainer one for NaN and Infinity (which
+    JavaScript's JSON.stringify never writes but other encoders do)."""
+    for literal in (b"NaN", b"Infinity"):
+        if body.startswith(literal, error.pos):
+            if literal == b"Infinity" and body[error.pos - 1 : error.pos] == b"-":
+                literal, column = b"-Infinity", error.colno - 1
+            else:
+                column = error.colno
+            return (
+                f"The body is not valid JSON: {literal.decode()} is not a JSON number"
+                f" (line {error.lineno} column {column})."
+            )
+    return f"The body is not valid JSON: {error}"
+
+
+def _nested_too_deeply(document: dict, body: bytes) -> bool:
+    if body.count(b"{") + body.count(b"[") <= MAX_JSON_DEPTH:
+        return False  # cannot nest deeper than its brackets (the common small body)
+    # orjson writes at most 254 levels: wrapped in 254 - MAX_JSON_DEPTH lists, the
+    # document can be written only if it nests at most MAX_JSON_DEPTH levels (in C, at a
+    # fraction of the cost of walking the document in Python).
+    wrapped: object = document
+    for _ in range(254 - MAX_JSON_DEPTH):
+        wrapped = [wrapped]
     try:
-        document = orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return True
+    return False
+
+
+class _RepeatedKey(Exception):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_repeats(pairs: list[tuple[str, object]]) -> None:
+    if len(pairs) > 1 and len(dict(pairs)) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    # Returns None: the scan's own result is thrown away, so it builds nothing.
+
+
+_REPEAT_SCANNER = json.JSONDecoder(object_pairs_hook=_refuse_repeats)
+
+
+def _repeated_key(body: bytes) -> str | None:
+    """The first key repeated within one object, if any. orjson keeps the last value
+    silently, other parsers the first: a proxy or a client library that read the other
+    value would disagree with what we store, so such a body is refused. Called on a
+    body orjson has read (valid UTF-8, at most MAX_JSON_DEPTH levels)."""
+    try:
+        _REPEAT_SCANNER.decode(body.decode())
+    except _RepeatedKey as repeated:
+        return repeated.key
+    except ValueError:
+        return None  # what orjson reads and the standard library does not (huge numbers)
+    return None
+
+
+def _parse(body: bytes) -> dict:
+    body = body.removeprefix(b"\xef\xbb\xbf")
+    if not body or body.isspace():
+        raise TrackingError(400, "invalid_json", "The body is empty.")
+    try:
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
-        raise TrackingError(400, "invalid_json", f"The body is not valid JSON: {error}") from None
+        raise TrackingError(400, "invalid_json", _json_problem(body, error)) from None
     if not isinstance(document, dict):
         raise TrackingError(400, "invalid_json", "The body must be a JSON object.")
+    if _nested_too_deeply(document, body):
+        raise TrackingError(
+            400, "invalid_json", f"The body is nested deeper than {MAX_JSON_DEPTH} levels."
+        )
+    repeated = _repeated_key(body)
+    if repeated is not None:
+        raise TrackingError(
+            400, "invalid_json", f"The body repeats the key {repeated[:100]!r} in one object."
+        )
     return document
 
 
@@ -232,6 +331,7 @@ def _retry_after(*, workspace_id: int, per_second: int, events: int) -> int | No
 def _take(request: HttpRequest, call_type: str | None) -> HttpResponse:
     received_at = timezone.now()
     try:
+        _check_media_type(request)
         body = _read_body(request)
         document = _parse(body)
         if call_type is None:
@@ -241,7 +341,7 @@ def _take(request: HttpRequest, call_type: str | None) -> HttpResponse:
             maximum = settings.INGESTION_MAX_BATCH_EVENTS
             if len(messages) > maximum:
                 raise TrackingError(
-                    400,
+                    413,
                     "batch_too_large",
                     f"The batch holds {len(messages)} events; the limit is {maximum}.",
                 )

@@ -232,7 +232,7 @@ def test_a_batch_over_2500_events(client, workspace, write_key):
 
     response = post(client, "/v1/batch", body, key=write_key)
 
-    assert_error(response, 400, "batch_too_large")
+    assert_error(response, 413, "batch_too_large")
     assert response.json()["message"] == "The batch holds 2501 events; the limit is 2500."
     assert stored() == NOTHING
 
