@@ -42,7 +42,7 @@ from uuid import uuid4
 import orjson
 import psycopg.errors
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -52,6 +52,7 @@ from pydantic import (
     model_validator,
 )
 
+from engagement_site.database import connection_lost, connection_replace
 from engagement_site.workspaces.models import Workspace
 from segments.identity import ANONYMOUS_ID, USER_ID, IdentityGraph, ProfileState
 from segments.models import EventMessageId, EventSchema, IngestionSettings, RejectedEvent
@@ -505,13 +506,21 @@ def ingest_batch(
                     source=source,
                     ingestion_settings=ingestion_settings,
                 )
-        except (IntegrityError, OperationalError) as error:
-            retryable = isinstance(
+        except (IntegrityError, OperationalError, InterfaceError) as error:
+            # A lost connection rolled the batch back (or, lost during COMMIT, stored it
+            # whole): either way its messageIds make running it again on a new
+            # connection safe. Not inside a caller's transaction, which is gone too.
+            lost = connection_lost(error) and not connection.in_atomic_block
+            retryable = lost or isinstance(
                 error.__cause__, psycopg.errors.UniqueViolation | psycopg.errors.DeadlockDetected
             )
             if not retryable or attempt == INGEST_ATTEMPTS:
                 raise
-            logger.info("ingest batch conflicted with a concurrent one (%s); retrying", error)
+            if lost:
+                logger.warning("ingest batch lost its database connection (%s); retrying", error)
+                connection_replace()  # the next query takes a new connection
+            else:
+                logger.info("ingest batch conflicted with a concurrent one (%s); retrying", error)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -15,7 +15,10 @@ clients rely on (see docs and DESIGN.md, Interfaces):
   invalid_batch, 401 invalid_write_key, 413 request_too_large / batch_too_large /
   event_too_large, 415 unsupported_media_type (not application/json or text/plain) /
   unsupported_content_encoding, 429 rate_limited (with Retry-After, in seconds),
-  500 internal_error (the batch was rolled back; a retry is safe).
+  500 internal_error (the batch was rolled back; a retry is safe), 503
+  database_unavailable (with Retry-After: the database connection was lost and the
+  batch's own retries on a new one failed too; nothing was stored, or all of it when
+  the loss came during COMMIT: a retry is safe either way).
 
 A refused request stores nothing. Inside an accepted batch, an event over 32 KB or one
 that fails validation is quarantined (see segments.ingestion) and the rest is stored;
@@ -41,10 +44,12 @@ from functools import cache
 import orjson
 import redis
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from engagement_site.database import connection_lost
 from engagement_site.jobs import redis_connection
 from engagement_site.workspaces.models import ApiKey, Workspace
 from engagement_site.workspaces.services import api_key_authenticate
@@ -387,13 +392,30 @@ def _take(request: HttpRequest, call_type: str | None) -> HttpResponse:
             source=SOURCE_TRACKING_API,
             ingestion_settings=access.ingestion_settings,
         )
-    except Exception:
+    except Exception as error:
         # Clients retry a 5xx; the batch rolled back, and messageIds make the retry safe.
+        if connection_lost(error):
+            return _database_unavailable(error)
         logger.exception("ingesting a batch for workspace %s failed", access.workspace.pk)
         return _error(
             TrackingError(500, "internal_error", "The events could not be stored; retry later.")
         )
     return _respond(200, SUCCESS)
+
+
+def _database_unavailable(error: Exception) -> HttpResponse:
+    """503: the database connection was lost (and ingest_batch's retries with it), or
+    none could be had. The batch was stored whole or not at all; the client's retry is
+    safe (messageIds)."""
+    logger.warning("tracking request answered 503: the database is unavailable (%s)", error)
+    return _error(
+        TrackingError(
+            503,
+            "database_unavailable",
+            "The database is unavailable; retry later.",
+            headers={"Retry-After": "1"},
+        )
+    )
 
 
 def _dispatch(request: HttpRequest, call_type: str | None) -> HttpResponse:
@@ -408,7 +430,12 @@ def _dispatch(request: HttpRequest, call_type: str | None) -> HttpResponse:
                 405, "method_not_allowed", "Send events with POST.", {"Allow": "POST, OPTIONS"}
             )
         )
-    return _take(request, call_type)
+    try:
+        return _take(request, call_type)
+    except DatabaseError as error:  # finding the write key needs the database
+        if not connection_lost(error):
+            raise
+        return _database_unavailable(error)
 
 
 @csrf_exempt

@@ -1,0 +1,168 @@
+"""What the PostgreSQL and scheduler fault tests share: the product's processes (Daphne,
+an RQ worker, the scheduler) started as `make run` starts them, against the test
+database, each with its own PostgreSQL `application_name` (libpq reads PGAPPNAME), so a
+separate admin connection can find that process's backends and terminate them.
+
+Sizes: SOAK=1 in the environment makes the runs bigger (`soak_size`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+from django.db import connection
+
+from tests.e2e.conftest import database_url_of
+
+ROOT = Path(__file__).resolve().parents[2]
+SOAK = os.environ.get("SOAK", "") not in ("", "0")
+
+
+def soak_size(quick: int, soak: int) -> int:
+    """`quick` in `make test`, `soak` when SOAK is set."""
+    return soak if SOAK else quick
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def product_environment(application_name: str, **extra: str) -> dict[str, str]:
+    """The environment `runstack` gives its children, pointed at the test database."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url_of(connection.settings_dict),
+        "PGAPPNAME": application_name,
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return environment
+
+
+def start(
+    command: list[str], *, application_name: str, log: Path, **extra: str
+) -> subprocess.Popen:
+    """A product process (`manage.py <command>`, or a full argv starting with a path)."""
+    argv = command if command[0].startswith("/") else [sys.executable, "manage.py", *command]
+    return subprocess.Popen(
+        argv, cwd=ROOT, env=product_environment(application_name, **extra),
+        stdout=log.open("a"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def start_daphne(*, application_name: str, log: Path, **extra: str) -> tuple[subprocess.Popen, str]:
+    """Daphne serving the ASGI app on a free port, as runstack runs it; returns the
+    process and its base URL once it answers."""
+    port = free_port()
+    daphne = str(Path(sys.executable).with_name("daphne"))
+    process = start(
+        [daphne, "--bind", "127.0.0.1", "--port", str(port), "engagement_site.asgi:application"],
+        application_name=application_name, log=log, **extra,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=2)
+            return process, base
+        except httpx.TransportError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("Daphne did not start:\n" + log.read_text()) from None
+            time.sleep(0.2)
+
+
+def stop(*processes: subprocess.Popen | None) -> None:
+    """SIGTERM (runstack's stop), then SIGKILL after a grace period."""
+    running = [process for process in processes if process is not None and process.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    for process in running:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def admin_connection() -> psycopg.Connection:
+    """A connection of the test's own, outside Django, in autocommit."""
+    return psycopg.connect(
+        database_url_of(connection.settings_dict), autocommit=True, application_name="fault-admin"
+    )
+
+
+def backends_terminate(
+    admin: psycopg.Connection, application_name: str, *, busy_only: bool = False
+) -> list[str]:
+    """Terminate the server-side backends of the processes started with this name;
+    returns the state each was in ('active', 'idle in transaction', 'idle')."""
+    rows = admin.execute(
+        """
+        SELECT pid, state FROM pg_stat_activity
+         WHERE application_name = %s AND datname = current_database() AND pid <> pg_backend_pid()
+           AND (NOT %s OR state IN ('active', 'idle in transaction'))
+           -- Not a connection still being set up: killing every new connection too
+           -- would be a database that is down, which is not this fault.
+           AND backend_start < now() - interval '1 second'
+        """,
+        [application_name, busy_only],
+    ).fetchall()
+    killed = []
+    for pid, state in rows:
+        if admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]:
+            killed.append(state or "")
+    return killed
+
+
+class BackendKiller(threading.Thread):
+    """Terminates the named process's busy backends (a query running or a transaction
+    open), at most once every `interval` seconds, and every backend (idle ones too) once
+    every `all_every` seconds, until stopped; `killed` records the state each terminated
+    backend was in."""
+
+    def __init__(
+        self, application_name: str, *, interval: float = 0.4, all_every: float | None = None
+    ):
+        super().__init__(daemon=True)
+        self.application_name = application_name
+        self.interval = interval
+        self.all_every = all_every
+        self.killed: list[str] = []
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with admin_connection() as admin:
+                everything_at = time.monotonic() + (self.all_every or 0)
+                while not self.stopping.is_set():
+                    # Now and then every backend, idle ones too (a server restart or
+                    # failover): a pool's idle connections are dead then as well.
+                    everything = self.all_every is not None and time.monotonic() >= everything_at
+                    if everything:
+                        everything_at = time.monotonic() + self.all_every
+                    found = backends_terminate(
+                        admin, self.application_name, busy_only=not everything
+                    )
+                    self.killed.extend(found)
+                    self.stopping.wait(self.interval if found else 0.02)
+        except BaseException as error:  # reported by the test, not lost in the thread
+            self.error = error
+
+    def stop(self) -> list[str]:
+        self.stopping.set()
+        self.join(timeout=10)
+        assert self.error is None, f"the backend killer failed: {self.error!r}"
+        return self.killed
