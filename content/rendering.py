@@ -9,7 +9,8 @@ The sandbox:
   multiply), OUTPUT_LIMIT characters of output per field, CONTEXT_DEPTH_LIMIT nested
   render contexts, LOCAL_NAMESPACE_LIMIT bytes of assigned variables, and block nesting
   of 30. Reaching one fails the render with TemplateRenderError naming it.
-- No file system: `include` / `render` have no loader to read from.
+- No file system: the `include` and `render` tags do not exist here (a template using
+  one fails to parse, naming the tag); there is no loader either.
 - Undefined variables render as empty (like Shopify, Braze and Customer.io), so
   `default` supplies fallbacks; the editor warns about variables nothing is known to
   have (`undefined_variables`).
@@ -204,6 +205,11 @@ class _Environment(Environment):
 
 
 ENVIRONMENT = _Environment()
+# Templates are self-contained. With these tags a template would name another one to
+# load, and static analysis (filter_names, analyze) follows them even at save time,
+# where a missing one raised TemplateNotFoundError out of the content check (a 500).
+for _tag in ("include", "render"):
+    ENVIRONMENT.tags.pop(_tag)
 ENVIRONMENT.filters.update(
     {
         "money": money_filter,

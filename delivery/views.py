@@ -89,7 +89,9 @@ PIXEL = bytes.fromhex(
 
 @require_http_methods(["GET", "HEAD"])
 def track_open(request: HttpRequest, token: str) -> HttpResponse:
-    """The open pixel: records the first open by a person (not a HEAD or a scanner)."""
+    """The open pixel: records the first open by a person (not a HEAD or a scanner). A
+    token that is not ours is a 404 (still a blank image, so no mail client shows a
+    broken one) and records nothing."""
     from delivery import services, tracking
 
     parts = tracking.token_parts(token)
@@ -97,7 +99,7 @@ def track_open(request: HttpRequest, token: str) -> HttpResponse:
         services.message_engagement_record(
             message_id=parts[0], engagement="opened", machine=tracking.machine_reason(request)
         )
-    response = HttpResponse(PIXEL, content_type="image/gif")
+    response = HttpResponse(PIXEL, content_type="image/gif", status=200 if parts else 404)
     response["Cache-Control"] = "no-store, max-age=0"
     return response
 
