@@ -452,6 +452,7 @@ def ingest_batch(
     source: str,
     sent_at: Any = None,
     ingestion_settings: IngestionSettings | None = None,
+    statement_timeout_ms: int = 0,
 ) -> IngestResult:
     """Store a batch of tracking calls in one transaction and, after it commits,
     enqueue one `segments.tasks.ingested_batch_process` job for it (not when nothing
@@ -460,6 +461,8 @@ def ingest_batch(
     `messages` are the calls as parsed from JSON; `context` / `integrations` / `sent_at`
     are the batch's own, merged into each call. `ingestion_settings` may be passed by a
     caller that caches them (the tracking views); otherwise they are read.
+    `statement_timeout_ms` (0: none) bounds each statement of the batch's transaction;
+    past it the batch rolls back and the error's cause is psycopg's QueryCanceled.
 
     A messageId seen before in the workspace makes its call a duplicate: counted, not
     stored again. Calls that fail validation are quarantined and not remembered, so a
@@ -497,6 +500,12 @@ def ingest_batch(
     for attempt in range(1, INGEST_ATTEMPTS + 1):
         try:
             with transaction.atomic():
+                if statement_timeout_ms:
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT set_config('statement_timeout', %s, true)",
+                            [str(statement_timeout_ms)],
+                        )
                 return _ingest(
                     workspace=workspace,
                     calls=calls,

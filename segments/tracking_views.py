@@ -18,7 +18,9 @@ clients rely on (see docs and DESIGN.md, Interfaces):
   500 internal_error (the batch was rolled back; a retry is safe), 503
   database_unavailable (with Retry-After: the database connection was lost and the
   batch's own retries on a new one failed too; nothing was stored, or all of it when
-  the loss came during COMMIT: a retry is safe either way).
+  the loss came during COMMIT: a retry is safe either way) / database_busy (with
+  Retry-After: a statement ran past INGESTION_STATEMENT_TIMEOUT_MS and the batch was
+  rolled back).
 
 A refused request stores nothing. Inside an accepted batch, an event over 32 KB or one
 that fails validation is quarantined (see segments.ingestion) and the rest is stored;
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import orjson
+import psycopg.errors
 import redis
 from django.conf import settings
 from django.db import DatabaseError
@@ -391,11 +394,14 @@ def _take(request: HttpRequest, call_type: str | None) -> HttpResponse:
             sent_at=sent_at,
             source=SOURCE_TRACKING_API,
             ingestion_settings=access.ingestion_settings,
+            statement_timeout_ms=settings.INGESTION_STATEMENT_TIMEOUT_MS,
         )
     except Exception as error:
         # Clients retry a 5xx; the batch rolled back, and messageIds make the retry safe.
         if connection_lost(error):
             return _database_unavailable(error)
+        if isinstance(error.__cause__, psycopg.errors.QueryCanceled):
+            return _database_busy(error)
         logger.exception("ingesting a batch for workspace %s failed", access.workspace.pk)
         return _error(
             TrackingError(500, "internal_error", "The events could not be stored; retry later.")
@@ -413,6 +419,21 @@ def _database_unavailable(error: Exception) -> HttpResponse:
             503,
             "database_unavailable",
             "The database is unavailable; retry later.",
+            headers={"Retry-After": "1"},
+        )
+    )
+
+
+def _database_busy(error: Exception) -> HttpResponse:
+    """503: a statement of the batch ran past INGESTION_STATEMENT_TIMEOUT_MS (a lock
+    held elsewhere, an overloaded database) and the batch was rolled back."""
+    logger.warning("tracking request answered 503: a statement timed out (%s)", error)
+    timeout = settings.INGESTION_STATEMENT_TIMEOUT_MS
+    return _error(
+        TrackingError(
+            503,
+            "database_busy",
+            f"The database did not answer within {timeout} ms; retry later.",
             headers={"Retry-After": "1"},
         )
     )

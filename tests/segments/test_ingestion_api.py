@@ -196,8 +196,9 @@ def test_a_warm_request_costs_no_query_before_ingestion(
     post(client, "/v1/batch", {"batch": [track("m-0")]}, key=write_key)
     body = {"batch": [track(f"m-{n}") for n in range(1, 101)]}
 
-    # Exactly ingest_batch's statements for a known user (see test_ingestion.py).
-    with django_assert_num_queries(8):
+    # Exactly ingest_batch's statements for a known user (see test_ingestion.py), and
+    # the one that sets the batch's statement timeout.
+    with django_assert_num_queries(9):
         response = post(client, "/v1/batch", body, key=write_key)
 
     assert response.status_code == 200
