@@ -511,7 +511,7 @@ def _audit(
 ) -> None:
     audit_record(
         context=context,
-        action=AuditAction.EXPORT,
+        action=AuditAction.WAREHOUSE_EXPORT,
         workspace=workspace,
         object_type="analytics.warehouse_export",
         object_repr=f"Warehouse export {since} to {until}",
@@ -646,7 +646,7 @@ def warehouse_csv_download(
     range_check(since=since, until=until, max_days=MAX_DOWNLOAD_DAYS)
     audit_record(
         context=context,
-        action=AuditAction.EXPORT,
+        action=AuditAction.WAREHOUSE_EXPORT,
         workspace=workspace,
         object_type="analytics.warehouse_export",
         object_repr=f"Warehouse download of {table} {since} to {until}",

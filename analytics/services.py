@@ -122,7 +122,7 @@ def experiment_winner_declare(*, journey, node_id: str, variant: str, context) -
         chosen = next(row for row in report["variants"] if row["key"] == variant)
         audit_record(
             context=context,
-            action=AuditAction.CHANGE,
+            action=AuditAction.JOURNEY_DECLARE_WINNER,
             workspace=journey.workspace,
             target=journey,
             changes={

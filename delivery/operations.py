@@ -88,7 +88,7 @@ def messages_retry(
             )
             audit_record(
                 context=context,
-                action=AuditAction.CHANGE,
+                action=AuditAction.MESSAGE_RETRY,
                 workspace=workspace,
                 object_type="delivery.message",
                 object_id=str(row.pk),
@@ -124,7 +124,7 @@ def messages_discard(
         for row in rows:
             audit_record(
                 context=context,
-                action=AuditAction.CHANGE,
+                action=AuditAction.MESSAGE_DISCARD,
                 workspace=workspace,
                 object_type="delivery.message",
                 object_id=str(row.pk),
@@ -175,7 +175,7 @@ def suppression_remove(*, suppression: Suppression, context: AuditContext) -> No
     with transaction.atomic():
         audit_record(
             context=context,
-            action=AuditAction.DELETE,
+            action=AuditAction.SUPPRESSION_DELETE,
             workspace=suppression.workspace,
             object_type="delivery.suppression",
             object_id=str(suppression.pk),
@@ -215,7 +215,7 @@ def frequency_cap_add(
         )
         audit_record(
             context=context,
-            action=AuditAction.CREATE,
+            action=AuditAction.FREQUENCY_CAP_CREATE,
             workspace=workspace,
             target=cap,
             changes={
@@ -232,7 +232,7 @@ def frequency_cap_remove(*, cap: FrequencyCap, context: AuditContext) -> None:
     with transaction.atomic():
         audit_record(
             context=context,
-            action=AuditAction.DELETE,
+            action=AuditAction.FREQUENCY_CAP_DELETE,
             workspace=cap.workspace,
             target=cap,
             changes={
@@ -312,7 +312,7 @@ def delivery_settings_save(
         row.save(update_fields=[*values, "updated_at"])
         audit_record(
             context=context,
-            action=AuditAction.CHANGE,
+            action=AuditAction.DELIVERY_SETTINGS_UPDATE,
             workspace=workspace,
             target=row,
             changes={"operation": "delivery_settings_save", **changes},
@@ -352,7 +352,7 @@ def secret_reveal(*, workspace: Workspace, kind: str, context: AuditContext) -> 
         raise OperationRefused(f"There is no secret called {kind!r}.") from None
     audit_record(
         context=context,
-        action=AuditAction.SECRET_REVEALED,
+        action=AuditAction.SECRET_REVEAL,
         workspace=workspace,
         object_type="delivery.secret",
         object_id=kind,

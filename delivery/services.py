@@ -1020,7 +1020,7 @@ def channel_settings_save(
         channel_config(row=row, cls=cls)  # what was stored reads back
         audit_record(
             context=context,
-            action="change",
+            action="channel.update",
             workspace=workspace,
             object_type="delivery.channelsettings",
             object_id=str(row.pk),
@@ -1074,7 +1074,7 @@ def suppression_add(
     if created and context is not None:
         audit_record(
             context=context,
-            action="create",
+            action="suppression.create",
             workspace=workspace,
             object_type="delivery.suppression",
             object_id=str(row.pk),

@@ -600,7 +600,7 @@ class EventSchemaApi(APIView):
         with transaction.atomic():
             audit_record(
                 context=AuditContext.from_request(request),
-                action=AuditAction.DELETE,
+                action=AuditAction.EVENT_SCHEMA_DELETE,
                 workspace=workspace,
                 target=schema,
                 changes=_schema_fields(schema),
@@ -641,7 +641,9 @@ def _event_schema_save(
             schema.save()
             audit_record(
                 context=context,
-                action=AuditAction.CHANGE if before else AuditAction.CREATE,
+                action=AuditAction.EVENT_SCHEMA_UPDATE
+                if before
+                else AuditAction.EVENT_SCHEMA_CREATE,
                 workspace=workspace,
                 target=schema,
                 changes={

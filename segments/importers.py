@@ -453,7 +453,7 @@ def import_draft_create(*, workspace, kind: str, uploaded_file, context) -> Impo
         )
         audit_record(
             context=context,
-            action=AuditAction.CREATE,
+            action=AuditAction.IMPORT_CREATE,
             workspace=workspace,
             target=job,
             changes={"kind": kind, "file": job.original_name, "size": job.size},
@@ -481,7 +481,7 @@ def import_job_start(
         job.refresh_from_db()
         audit_record(
             context=context,
-            action=AuditAction.CHANGE,
+            action=AuditAction.IMPORT_START,
             workspace=job.workspace,
             target=job,
             changes={"status": {"before": "draft", "after": "pending"}, "mapping": mapping},

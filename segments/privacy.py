@@ -149,7 +149,7 @@ def profile_export(
         document.update(exporter(workspace=workspace, profile=profile))
     audit_record(
         context=context,
-        action=AuditAction.EXPORT,
+        action=AuditAction.PROFILE_EXPORT,
         workspace=workspace,
         changes={
             "sections": {
@@ -230,7 +230,7 @@ def profile_erase(
 
     audit_record(
         context=context,
-        action=AuditAction.DELETE,
+        action=AuditAction.PROFILE_ERASE,
         workspace=workspace,
         changes={"erased": counts},
         **_audit_target(profile_id),
@@ -388,7 +388,7 @@ def profile_traits_update(
 
     audit_record(
         context=context,
-        action=AuditAction.CHANGE,
+        action=AuditAction.PROFILE_UPDATE,
         workspace=workspace,
         changes={
             "traits": {

@@ -40,7 +40,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
             obj.save()
             services.audit_record(
                 context=context,
-                action="create",
+                action="workspace.create",
                 workspace=obj,
                 target=obj,
                 changes={"name": obj.name, "slug": obj.slug},
@@ -65,7 +65,7 @@ class MembershipAdmin(admin.ModelAdmin):
             if before != obj.role:
                 services.audit_record(
                     context=context,
-                    action="change",
+                    action="member.update",
                     workspace=obj.workspace,
                     target=obj,
                     changes={"role": {"before": before, "after": obj.role}},
@@ -74,7 +74,7 @@ class MembershipAdmin(admin.ModelAdmin):
             obj.save()
             services.audit_record(
                 context=context,
-                action="create",
+                action="member.create",
                 workspace=obj.workspace,
                 target=obj,
                 changes={"user": obj.user.get_username(), "role": obj.role},
@@ -83,7 +83,7 @@ class MembershipAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):
         services.audit_record(
             context=AuditContext.from_request(request),
-            action="delete",
+            action="member.delete",
             workspace=obj.workspace,
             target=obj,
         )

@@ -107,18 +107,82 @@ class ApiKey(models.Model):
 
 
 class AuditAction(models.TextChoices):
-    CREATE = "create", "Created"
-    CHANGE = "change", "Changed"
-    DELETE = "delete", "Deleted"
-    PUBLISH = "publish", "Published"
-    LOGIN = "login", "Logged in"
-    LOGOUT = "logout", "Logged out"
-    LOGIN_FAILED = "login_failed", "Failed login"
-    EXPORT = "export", "Exported"
-    API_KEY_CREATED = "api_key_created", "API key created"
-    API_KEY_REVOKED = "api_key_revoked", "API key revoked"
-    API_KEY_USED = "api_key_used", "API key used"
-    SECRET_REVEALED = "secret_revealed", "Secret revealed"
+    """What an audit row records, named "<object>.<verb>". Every action a service
+    writes is declared here (audit_record refuses any other, and
+    tests/workspaces/test_audit_actions.py checks the call sites)."""
+
+    # People signing in and out (the global chain).
+    USER_LOGIN = "user.login", "Logged in"
+    USER_LOGOUT = "user.logout", "Logged out"
+    USER_LOGIN_FAILED = "user.login_failed", "Failed login"
+    # The workspace, its members and keys.
+    WORKSPACE_CREATE = "workspace.create", "Workspace created"
+    WORKSPACE_UPDATE = "workspace.update", "Workspace settings changed"
+    MEMBER_CREATE = "member.create", "Member added"
+    MEMBER_UPDATE = "member.update", "Member's role changed"
+    MEMBER_DELETE = "member.delete", "Member removed"
+    API_KEY_CREATE = "api_key.create", "API key created"
+    API_KEY_REVOKE = "api_key.revoke", "API key revoked"
+    API_KEY_USE = "api_key.use", "API key used"
+    SECRET_REVEAL = "secret.reveal", "Secret revealed"
+    # Profiles, events and segments.
+    PROFILE_UPDATE = "profile.update", "Profile traits changed"
+    PROFILE_EXPORT = "profile.export", "Profile exported"
+    PROFILE_ERASE = "profile.erase", "Profile erased"
+    CONSENT_CHANGE = "consent.change", "Consent changed"
+    EVENT_SCHEMA_CREATE = "event_schema.create", "Event schema created"
+    EVENT_SCHEMA_UPDATE = "event_schema.update", "Event schema changed"
+    EVENT_SCHEMA_DELETE = "event_schema.delete", "Event schema deleted"
+    IMPORT_CREATE = "import.create", "Import uploaded"
+    IMPORT_START = "import.start", "Import started"
+    SEGMENT_CREATE = "segment.create", "Segment created"
+    SEGMENT_UPDATE = "segment.update", "Segment changed"
+    SEGMENT_DELETE = "segment.delete", "Segment deleted"
+    SEGMENT_EXPORT = "segment.export", "Segment exported"
+    SEGMENT_MEMBERS = "segment.members", "Static segment members changed"
+    SEGMENT_SNAPSHOT = "segment.snapshot", "Segment snapshot taken"
+    # Content.
+    TEMPLATE_CREATE = "template.create", "Template created"
+    TEMPLATE_SAVE = "template.save", "Template content saved"
+    TEMPLATE_UPDATE = "template.update", "Template settings changed"
+    TEMPLATE_RESTORE = "template.restore", "Template version restored"
+    TEMPLATE_ARCHIVE = "template.archive", "Template archived"
+    TEMPLATE_UNARCHIVE = "template.unarchive", "Template brought back"
+    TEMPLATE_DELETE = "template.delete", "Template deleted"
+    TEMPLATE_TEST_SEND = "template.test_send", "Template test sent"
+    ASSET_UPLOAD = "asset.upload", "Asset uploaded"
+    ASSET_UPDATE = "asset.update", "Asset changed"
+    ASSET_DELETE = "asset.delete", "Asset deleted"
+    ASSET_FOLDER_CREATE = "asset_folder.create", "Folder created"
+    ASSET_FOLDER_RENAME = "asset_folder.rename", "Folder renamed"
+    ASSET_FOLDER_DELETE = "asset_folder.delete", "Folder deleted"
+    # Journeys.
+    JOURNEY_CREATE = "journey.create", "Journey created"
+    JOURNEY_DUPLICATE = "journey.duplicate", "Journey duplicated"
+    JOURNEY_DRAFT_SAVE = "journey.draft_save", "Journey draft saved"
+    JOURNEY_UPDATE = "journey.update", "Journey settings changed"
+    JOURNEY_PUBLISH = "journey.publish", "Journey published"
+    JOURNEY_PAUSE = "journey.pause", "Journey paused"
+    JOURNEY_RESUME = "journey.resume", "Journey resumed"
+    JOURNEY_STOP = "journey.stop", "Journey stopped"
+    JOURNEY_ARCHIVE = "journey.archive", "Journey archived"
+    JOURNEY_EXIT_ALL = "journey.exit_all", "Everyone taken out of a journey"
+    JOURNEY_ENROLL = "journey.enroll", "People enrolled by hand"
+    JOURNEY_DECLARE_WINNER = "journey.declare_winner", "Experiment winner declared"
+    # Delivery.
+    CHANNEL_UPDATE = "channel.update", "Channel settings changed"
+    DELIVERY_SETTINGS_UPDATE = "delivery_settings.update", "Delivery settings changed"
+    FREQUENCY_CAP_CREATE = "frequency_cap.create", "Frequency cap added"
+    FREQUENCY_CAP_DELETE = "frequency_cap.delete", "Frequency cap removed"
+    SUPPRESSION_CREATE = "suppression.create", "Address suppressed"
+    SUPPRESSION_DELETE = "suppression.delete", "Suppression removed"
+    MESSAGE_RETRY = "message.retry", "Message retried"
+    MESSAGE_DISCARD = "message.discard", "Message discarded"
+    # Analytics.
+    WAREHOUSE_EXPORT = "warehouse.export", "Warehouse export"
+    VALUE_SETTINGS = "value.settings", "Customer value settings changed"
+    VALUE_RECOMPUTE = "value.recompute", "Customer values recomputed"
+    VALUE_EXPORT = "value.export", "Customer value report exported"
 
 
 class AuditLogQuerySet(models.QuerySet):
@@ -145,7 +209,7 @@ class AuditLog(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     actor_label = models.CharField(max_length=200, blank=True)
-    action = models.CharField(max_length=20, choices=AuditAction.choices)
+    action = models.CharField(max_length=50, choices=AuditAction.choices)
     object_type = models.CharField(max_length=100, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
     object_repr = models.CharField(max_length=200, blank=True)
@@ -181,3 +245,8 @@ class AuditLog(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionError("The audit log is append-only: rows cannot be deleted")
+
+    @property
+    def verb(self) -> str:
+        """The verb of the action ("publish" of "journey.publish"), for the badge colour."""
+        return self.action.rpartition(".")[2]

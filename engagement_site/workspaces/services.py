@@ -108,7 +108,11 @@ def audit_record(
     object_repr: str = "",
     changes: dict[str, Any] | None = None,
 ) -> AuditLog:
-    """Append one row to the workspace's audit chain (or the global chain)."""
+    """Append one row to the workspace's audit chain (or the global chain). `action` is
+    one of AuditAction ("<object>.<verb>"): a name nobody declared is refused rather
+    than stored where no filter or label knows it."""
+    if action not in AuditAction.values:
+        raise ValueError(f"Undeclared audit action {action!r}: add it to AuditAction.")
     if target is not None:
         object_type = object_type or target._meta.label
         object_id = object_id or str(target.pk)
@@ -226,7 +230,7 @@ def workspace_create(
     Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
     audit_record(
         context=context,
-        action=AuditAction.CREATE,
+        action=AuditAction.WORKSPACE_CREATE,
         workspace=workspace,
         target=workspace,
         changes={
@@ -258,7 +262,7 @@ def workspace_update(*, workspace: Workspace, context: AuditContext, **fields: A
     workspace.save(update_fields=list(changes))
     audit_record(
         context=context,
-        action=AuditAction.CHANGE,
+        action=AuditAction.WORKSPACE_UPDATE,
         workspace=workspace,
         target=workspace,
         changes=changes,
@@ -298,7 +302,7 @@ def membership_add(
     membership = Membership.objects.create(workspace=workspace, user=user, role=role)
     audit_record(
         context=context,
-        action=AuditAction.CREATE,
+        action=AuditAction.MEMBER_CREATE,
         workspace=workspace,
         target=membership,
         changes={"user": user.get_username(), "role": role},
@@ -333,7 +337,7 @@ def membership_change_role(
     membership.save(update_fields=["role"])
     audit_record(
         context=context,
-        action=AuditAction.CHANGE,
+        action=AuditAction.MEMBER_UPDATE,
         workspace=membership.workspace,
         target=membership,
         changes={"role": {"before": before, "after": role}},
@@ -352,7 +356,7 @@ def membership_remove(*, membership: Membership, acting_role: str, context: Audi
     _check_keeps_an_owner(membership)
     audit_record(
         context=context,
-        action=AuditAction.DELETE,
+        action=AuditAction.MEMBER_DELETE,
         workspace=membership.workspace,
         target=membership,
         changes={"user": membership.user.get_username(), "role": membership.role},
@@ -391,7 +395,7 @@ def api_key_create(
     )
     audit_record(
         context=context,
-        action=AuditAction.API_KEY_CREATED,
+        action=AuditAction.API_KEY_CREATE,
         workspace=workspace,
         target=api_key,
         changes={"kind": kind, "name": api_key.name, "role": role},
@@ -408,7 +412,7 @@ def api_key_revoke(*, api_key: ApiKey, context: AuditContext) -> ApiKey:
     api_key.save(update_fields=["revoked_at"])
     audit_record(
         context=context,
-        action=AuditAction.API_KEY_REVOKED,
+        action=AuditAction.API_KEY_REVOKE,
         workspace=api_key.workspace,
         target=api_key,
     )
@@ -442,7 +446,7 @@ def api_key_authenticate(
                 context=AuditContext(
                     actor_label=label, ip_address=context.ip_address, user_agent=context.user_agent
                 ),
-                action=AuditAction.API_KEY_USED,
+                action=AuditAction.API_KEY_USE,
                 workspace=api_key.workspace,
                 target=api_key,
             )
@@ -457,14 +461,17 @@ def session_login_recorded(*, request: HttpRequest, user: AbstractBaseUser) -> N
     """Audit a successful login in every workspace the user belongs to."""
     context = AuditContext.from_request(request, actor=user)
     audit_record(
-        context=context, action=AuditAction.LOGIN, target=user, object_repr=user.get_username()
+        context=context, action=AuditAction.USER_LOGIN, target=user, object_repr=user.get_username()
     )
 
 
 def session_logout_recorded(*, request: HttpRequest, user: AbstractBaseUser) -> None:
     context = AuditContext.from_request(request, actor=user)
     audit_record(
-        context=context, action=AuditAction.LOGOUT, target=user, object_repr=user.get_username()
+        context=context,
+        action=AuditAction.USER_LOGOUT,
+        target=user,
+        object_repr=user.get_username(),
     )
 
 
@@ -474,7 +481,7 @@ def session_login_failed_recorded(*, request: HttpRequest, username: str, locked
         context=AuditContext(
             actor_label=username[:200], ip_address=context.ip_address, user_agent=context.user_agent
         ),
-        action=AuditAction.LOGIN_FAILED,
+        action=AuditAction.USER_LOGIN_FAILED,
         object_type="auth.User",
         object_repr=username[:200],
         changes={"locked_out": locked_out},

@@ -332,7 +332,9 @@ def test_csv_and_parquet_partitions_hold_exactly_the_workspaces_rows_per_utc_day
     assert exports.TABLES["messages"].schema.field("created_at").type == pa.timestamp(
         "us", tz="UTC"
     )
-    audits = AuditLog.objects.filter(workspace=workspace, action="export").order_by("sequence")
+    audits = AuditLog.objects.filter(workspace=workspace, action="warehouse.export").order_by(
+        "sequence"
+    )
     assert [row.changes for row in audits] == [
         {
             "tables": {
@@ -347,7 +349,9 @@ def test_csv_and_parquet_partitions_hold_exactly_the_workspaces_rows_per_utc_day
         }
         for file_format in ("csv", "parquet")
     ]
-    assert AuditLog.objects.filter(action="export").exclude(workspace=workspace).count() == 0
+    assert (
+        AuditLog.objects.filter(action="warehouse.export").exclude(workspace=workspace).count() == 0
+    )
 
 
 def test_rows_are_read_and_written_in_chunks(workspace, tmp_path, frozen):
@@ -442,7 +446,7 @@ def test_the_command_exports_and_audits(workspace, data, tmp_path, frozen, capsy
             as_csv(row, "events") for row in rows[day]
         ]
     assert capsys.readouterr().out.splitlines()[-1] == "acme: 2 partitions, 2 rows"
-    audit = AuditLog.objects.get(workspace=workspace, action="export")
+    audit = AuditLog.objects.get(workspace=workspace, action="warehouse.export")
     assert (audit.actor_label, audit.changes["tables"]) == (
         "manage.py export_warehouse",
         {"events": {"partitions": 2, "rows": 2}},
@@ -488,7 +492,7 @@ def test_the_command_refuses_bad_arguments_by_name(
         call_command("export_warehouse", *[item for pair in options.items() for item in pair])
     assert str(refusal.value) == message
     assert tree(tmp_path) == []
-    assert AuditLog.objects.filter(action="export").count() == 0
+    assert AuditLog.objects.filter(action="warehouse.export").count() == 0
 
 
 # --------------------------------------------------------------------------- schedule
@@ -529,7 +533,7 @@ def test_the_schedule_exports_each_finished_day_once(
         for name in ("_SUCCESS", "part-00000.csv")
     )  # fmt: skip
     markers = {path: path.read_bytes() for path in tmp_path.rglob("_SUCCESS")}
-    audit = AuditLog.objects.get(workspace=workspace, action="export")
+    audit = AuditLog.objects.get(workspace=workspace, action="warehouse.export")
     assert (audit.actor_label, audit.changes["since"], audit.changes["until"]) == (
         "Scheduled warehouse export", "2026-12-03", "2026-12-04",
     )  # fmt: skip
@@ -560,7 +564,7 @@ def test_the_schedule_exports_each_finished_day_once(
     assert read_csv(tmp_path / "acme/messages/date=2026-12-05/part-00000.csv") == [
         exports.TABLES["messages"].header
     ]
-    assert AuditLog.objects.filter(workspace=workspace, action="export").count() == 2
+    assert AuditLog.objects.filter(workspace=workspace, action="warehouse.export").count() == 2
 
 
 def test_the_schedule_is_off_without_a_directory(workspace, data, settings):
@@ -598,7 +602,7 @@ def test_the_api_streams_a_tables_rows_as_csv_and_audits(owner, workspace, data,
         exports.TABLES["message_events"].header,
         *(as_csv(row, "message_events") for row in rows[DAY3] + rows[DAY4]),
     ]
-    audit = AuditLog.objects.get(workspace=workspace, action="export")
+    audit = AuditLog.objects.get(workspace=workspace, action="warehouse.export")
     assert (audit.actor_label, audit.changes) == (
         "olivia",
         {"tables": {"message_events": {}}, "since": "2026-12-03", "until": "2026-12-04",
@@ -655,7 +659,7 @@ def test_the_api_needs_the_export_permission(make_member, workspace, data, froze
         "code": "permission_denied",
         "message": "This role (viewer) lacks the permission analytics.export.",
     }
-    assert AuditLog.objects.filter(action="export").count() == 0
+    assert AuditLog.objects.filter(action="warehouse.export").count() == 0
 
 
 @pytest.mark.parametrize(
@@ -678,7 +682,7 @@ def test_the_api_refuses_bad_arguments_by_name(owner, workspace, data, frozen, p
     response = _api(owner).get(f"/api/v1/exports/{path}", query)
     assert response.status_code == 400
     assert response.json()["errors"] == errors
-    assert AuditLog.objects.filter(action="export").count() == 0
+    assert AuditLog.objects.filter(action="warehouse.export").count() == 0
 
 
 def test_the_export_endpoint_is_in_the_openapi_schema(client, db):

@@ -394,7 +394,9 @@ def test_discard_hides_a_dead_letter_and_a_second_discard_is_refused(workspace, 
     )
     assert f"message {dead.pk}. Nothing was changed." in again.content.decode()
     audit = AuditLog.objects.filter(workspace=workspace, object_type="delivery.message")
-    assert [(row.action, row.changes["operation"]) for row in audit] == [("change", "discard")]
+    assert [(row.action, row.changes["operation"]) for row in audit] == [
+        ("message.discard", "discard")
+    ]
     assert django_rq.get_queue("delivery-email").count == 0
 
 
@@ -661,7 +663,10 @@ def test_delivery_settings_save_and_are_audited(workspace, owner):
     assert (str(row.quiet_hours_start), str(row.quiet_hours_end)) == ("21:00:00", "08:00:00")
     assert row.quiet_hours_channels == ["sms", "push"]
     [audit] = AuditLog.objects.filter(workspace=workspace, object_type="delivery.DeliverySettings")
-    assert audit.action == "change" and audit.changes["shadow_mode"] == [False, True]
+    assert audit.action == "delivery_settings.update" and audit.changes["shadow_mode"] == [
+        False,
+        True,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -772,7 +777,10 @@ def test_the_suppression_list_add_search_and_remove(workspace, owner):
     client.post(_url(workspace, f"settings/delivery/suppressions/{carol.pk}/remove/"))
     assert list(Suppression.objects.values_list("address", flat=True)) == ["bounced@example.com"]
     audit = AuditLog.objects.filter(workspace=workspace, object_type="delivery.suppression")
-    assert [row.action for row in audit.order_by("sequence")] == ["create", "delete"]
+    assert [row.action for row in audit.order_by("sequence")] == [
+        "suppression.create",
+        "suppression.delete",
+    ]
     assert all("carol" not in json.dumps(row.changes) for row in audit)
 
 
@@ -790,13 +798,13 @@ def test_secrets_are_revealed_only_on_request_to_editors_and_audited(
     page = client.get(_url(workspace, page_path)).content.decode()
     secret = derive(workspace.pk)
     assert secret not in page and "Reveal secret" in page
-    assert not AuditLog.objects.filter(workspace=workspace, action="secret_revealed").exists()
+    assert not AuditLog.objects.filter(workspace=workspace, action="secret.reveal").exists()
 
     fragment = client.post(_url(workspace, f"settings/delivery/secrets/{kind}/"))
     assert fragment.status_code == 200
     assert secret in fragment.content.decode()
     assert fragment["Cache-Control"] == "no-store"
-    row = AuditLog.objects.get(workspace=workspace, action="secret_revealed")
+    row = AuditLog.objects.get(workspace=workspace, action="secret.reveal")
     assert (row.actor_id, row.object_type, row.object_id) == (owner.pk, "delivery.secret", kind)
     assert secret not in json.dumps(row.changes) and secret not in row.object_repr
 
@@ -807,7 +815,7 @@ def test_secrets_are_revealed_only_on_request_to_editors_and_audited(
     refused = marketer.post(_url(workspace, f"settings/delivery/secrets/{kind}/"))
     assert refused.status_code == 403 and secret not in refused.content.decode()
     assert client.post(_url(workspace, "settings/delivery/secrets/nope/")).status_code == 404
-    assert AuditLog.objects.filter(workspace=workspace, action="secret_revealed").count() == 1
+    assert AuditLog.objects.filter(workspace=workspace, action="secret.reveal").count() == 1
 
 
 def test_the_log_and_dead_letter_pages_make_no_query_per_row(workspace, owner):

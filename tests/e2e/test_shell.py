@@ -68,9 +68,9 @@ def test_login_navigate_switch_workspace_and_log_out(page, workspace, other_work
         .order_by("sequence")
         .values_list("action", flat=True)
     ) == [
-        "login_failed",
-        "login",
-        "logout",
+        "user.login_failed",
+        "user.login",
+        "user.logout",
     ]
 
 

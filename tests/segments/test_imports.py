@@ -155,7 +155,7 @@ def test_ui_upload_map_dry_run_and_import_with_a_real_worker(workspace, owner, s
         AuditLog.objects.filter(object_type="segments.ImportJob")
         .values_list("action", flat=True)
         .order_by("sequence")
-    ) == ["create", "change"]
+    ) == ["import.create", "import.start"]
 
 
 def test_imports_are_workspace_scoped_and_need_segments_edit(

@@ -297,7 +297,7 @@ def test_erase_is_one_delete_on_the_events_parent_table(workspace):
 def test_erase_is_audited_with_counts_and_no_personal_data(workspace, owner):
     profile = _person(workspace)
     _api(owner).post(f"/api/v1/profiles/{profile.pk}/erase")
-    row = AuditLog.objects.get(workspace=workspace, action="delete")
+    row = AuditLog.objects.get(workspace=workspace, action="profile.erase")
     assert (row.actor, row.object_type, row.object_id, row.object_repr) == (
         owner,
         "segments.Profile",
@@ -329,7 +329,7 @@ def test_erase_runs_the_registered_erasers_in_its_transaction(workspace, monkeyp
     counts = privacy.profile_erase(workspace=workspace, profile=profile, context=SETUP)
     assert seen == [("acme", profile.pk, True)]
     assert counts["messages"] == 2
-    assert AuditLog.objects.get(action="delete").changes["erased"]["messages"] == 2
+    assert AuditLog.objects.get(action="profile.erase").changes["erased"]["messages"] == 2
 
 
 def test_a_failing_eraser_rolls_the_whole_erase_back(workspace, monkeypatch):
@@ -344,7 +344,7 @@ def test_a_failing_eraser_rolls_the_whole_erase_back(workspace, monkeypatch):
         privacy.profile_erase(workspace=workspace, profile=profile, context=SETUP)
     assert _rows_of(workspace, profile) == before
     assert RejectedEvent.objects.filter(workspace=workspace).count() == 3
-    assert AuditLog.objects.filter(action="delete").count() == 0
+    assert AuditLog.objects.filter(action="profile.erase").count() == 0
 
 
 def test_erasing_another_workspaces_profile_is_404_and_erases_nothing(
@@ -356,7 +356,7 @@ def test_erasing_another_workspaces_profile_is_404_and_erases_nothing(
     assert response.status_code == 404
     assert response.json() == {"code": "not_found", "message": "No such profile"}
     assert _rows_of(other_workspace, theirs) == before
-    assert AuditLog.objects.filter(action="delete").count() == 0
+    assert AuditLog.objects.filter(action="profile.erase").count() == 0
 
 
 # --------------------------------------------------------------------------- the export
@@ -415,7 +415,7 @@ def test_export_contains_everything_held_about_the_profile(workspace, owner):
 def test_export_is_audited_with_the_section_sizes(workspace, owner):
     profile = _person(workspace)
     _api(owner).get(f"/api/v1/profiles/{profile.pk}/export")
-    row = AuditLog.objects.get(workspace=workspace, action="export")
+    row = AuditLog.objects.get(workspace=workspace, action="profile.export")
     assert (row.actor, row.object_id, row.object_repr) == (
         owner,
         str(profile.pk),
@@ -439,7 +439,7 @@ def test_export_includes_the_registered_exporters_sections(workspace, monkeypatc
     )
     document = privacy.profile_export(workspace=workspace, profile=profile, context=SETUP)
     assert document["messages"] == [{"id": 1}]
-    assert AuditLog.objects.get(action="export").changes["sections"]["messages"] == 1
+    assert AuditLog.objects.get(action="profile.export").changes["sections"]["messages"] == 1
 
 
 def test_a_rejected_event_of_someone_else_is_neither_exported_nor_erased(workspace):
@@ -480,7 +480,7 @@ def test_admin_export_action_downloads_every_selected_profile_and_audits_each(wo
     ]
     assert len(body["profiles"][0]["events"]) == 3
     assert sorted(
-        AuditLog.objects.filter(action="export").values_list("object_id", flat=True)
+        AuditLog.objects.filter(action="profile.export").values_list("object_id", flat=True)
     ) == sorted([str(profile.pk), str(bystander.pk)])
 
 
@@ -497,14 +497,14 @@ def test_admin_erase_action_asks_first_then_erases_through_the_service(workspace
     assert "Erase these 1 profile for good?" in confirmation.content.decode()
     assert "Their 3 events" in confirmation.content.decode()
     assert Profile.objects.filter(pk=profile.pk).exists()
-    assert AuditLog.objects.filter(action="delete").count() == 0
+    assert AuditLog.objects.filter(action="profile.erase").count() == 0
 
     done = client.post(
         url, {"action": "erase_selected_profiles", "_selected_action": [profile.pk], "post": "yes"}
     )
     assert done.status_code == 302
     assert list(Profile.objects.filter(workspace=workspace)) == [bystander]
-    audit = AuditLog.objects.get(action="delete")
+    audit = AuditLog.objects.get(action="profile.erase")
     assert (audit.actor, audit.object_repr) == (staff, f"Profile {profile.pk}")
     assert _tables_holding(NEEDLES) == set()
 
@@ -566,7 +566,7 @@ def test_viewer_cannot_export_or_erase_analyst_exports_admin_erases(workspace, m
         "message": "This role (viewer) lacks the permission segments.erase.",
     }
     assert Profile.objects.filter(pk=profile.pk).exists()
-    assert AuditLog.objects.filter(action__in=["export", "delete"]).count() == 0
+    assert AuditLog.objects.filter(action__in=["profile.export", "profile.erase"]).count() == 0
 
     assert analyst.get(f"/api/v1/profiles/{profile.pk}/export").status_code == 200
     assert analyst.post(f"/api/v1/profiles/{profile.pk}/erase").status_code == 403
@@ -575,8 +575,10 @@ def test_viewer_cannot_export_or_erase_analyst_exports_admin_erases(workspace, m
         == 200
     )
     assert sorted(
-        AuditLog.objects.filter(action__in=["export", "delete"]).values_list("action", flat=True)
+        AuditLog.objects.filter(action__in=["profile.export", "profile.erase"]).values_list(
+            "action", flat=True
+        )
     ) == [
-        "delete",
-        "export",
+        "profile.erase",
+        "profile.export",
     ]

@@ -226,7 +226,7 @@ def test_a_viewer_cannot_erase_or_export_from_the_ui(profile, make_member):
     assert (erase.status_code, export.status_code) == (403, 403)
     assert Profile.objects.filter(pk=profile.pk).exists()
     assert Event.objects.filter(profile=profile).count() == 120
-    assert AuditLog.objects.filter(action__in=["export", "delete"]).count() == 0
+    assert AuditLog.objects.filter(action__in=["profile.export", "profile.erase"]).count() == 0
 
 
 def test_erase_from_the_ui_needs_a_post_then_erases_and_returns_to_the_list(profile, owner):
@@ -244,7 +244,7 @@ def test_erase_from_the_ui_needs_a_post_then_erases_and_returns_to_the_list(prof
     )
     assert Profile.objects.filter(pk=profile.pk).exists() is False
     assert Event.objects.filter(profile_id=profile.pk).count() == 0
-    audit = AuditLog.objects.get(action="delete")
+    audit = AuditLog.objects.get(action="profile.erase")
     assert (audit.actor, audit.object_repr) == (owner, f"Profile {profile.pk}")
 
 
@@ -263,7 +263,7 @@ def test_export_from_the_ui_downloads_json_and_is_audited(profile, owner):
         120,
         2,
     )
-    audit = AuditLog.objects.get(action="export")
+    audit = AuditLog.objects.get(action="profile.export")
     assert (audit.actor, audit.object_id) == (owner, str(profile.pk))
 
 
@@ -279,4 +279,4 @@ def test_another_workspaces_profile_cannot_be_seen_exported_or_erased(
     ]
     assert [response.status_code for response in responses] == [404, 404, 404, 404]
     assert Profile.objects.filter(pk=profile.pk).exists()
-    assert AuditLog.objects.filter(action__in=["export", "delete"]).count() == 0
+    assert AuditLog.objects.filter(action__in=["profile.export", "profile.erase"]).count() == 0

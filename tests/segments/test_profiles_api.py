@@ -155,7 +155,12 @@ def test_every_profile_endpoint_answers_404_for_another_workspaces_profile(
     assert stranger.traits == {"name": "Ada"}
     assert Event.objects.filter(profile=stranger).count() == 1
     assert TraitChange.objects.count() == 0
-    assert AuditLog.objects.filter(action__in=["change", "export", "delete"]).count() == 0
+    assert (
+        AuditLog.objects.filter(
+            action__in=["profile.update", "profile.export", "profile.erase"]
+        ).count()
+        == 0
+    )
 
 
 def test_a_secret_key_sees_only_its_workspaces_profiles(people, workspace):
@@ -264,7 +269,7 @@ def test_patch_merges_traits_records_history_and_audits_names_only(workspace, ow
         ("plan", "free", "pro", "api"),
         ("tags", None, ["vip"], "api"),
     ]
-    audit = AuditLog.objects.get(action="change")
+    audit = AuditLog.objects.get(action="profile.update")
     assert (audit.actor, audit.object_type, audit.object_id, audit.object_repr) == (
         owner,
         "segments.Profile",
@@ -286,7 +291,7 @@ def test_patch_that_changes_nothing_records_nothing(workspace, owner):
     )
     assert response.status_code == 200
     assert TraitChange.objects.count() == 0
-    assert AuditLog.objects.filter(action="change").count() == 0
+    assert AuditLog.objects.filter(action="profile.update").count() == 0
 
 
 def test_patch_keeps_only_the_newest_trait_history(workspace, owner):
@@ -347,7 +352,7 @@ def test_patch_refuses_unusable_contact_traits_and_names_them(workspace, owner, 
     profile.refresh_from_db()
     assert profile.traits == {"plan": "free"}
     assert TraitChange.objects.count() == 0
-    assert AuditLog.objects.filter(action="change").count() == 0
+    assert AuditLog.objects.filter(action="profile.update").count() == 0
 
 
 def test_patch_needs_a_traits_object(workspace, owner):
@@ -539,9 +544,9 @@ def test_event_schema_create_read_replace_delete_each_audited(workspace, owner):
         .values_list("action", "changes")
     )
     assert audit == [
-        ("create", {**GOOD_SCHEMA, "allow_additional_properties": True}),
+        ("event_schema.create", {**GOOD_SCHEMA, "allow_additional_properties": True}),
         (
-            "change",
+            "event_schema.update",
             {
                 "properties": {
                     "before": GOOD_SCHEMA["properties"],
@@ -551,7 +556,7 @@ def test_event_schema_create_read_replace_delete_each_audited(workspace, owner):
             },
         ),
         (
-            "delete",
+            "event_schema.delete",
             {
                 "event_name": "Order Completed",
                 "properties": {"total": {"type": "integer"}},

@@ -72,7 +72,7 @@ def test_write_key_use_is_audited_without_the_end_users_ip_or_browser(client, wo
         key=write_key,
         HTTP_USER_AGENT="Mozilla/5.0 (private)",
     )
-    row = AuditLog.objects.get(action="api_key_used")
+    row = AuditLog.objects.get(action="api_key.use")
     assert (row.ip_address, row.user_agent) == (None, "")
 
 

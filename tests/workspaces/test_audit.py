@@ -34,7 +34,7 @@ def test_workspace_creation_is_the_first_row_of_its_chain(workspace):
     row = AuditLog.objects.get(workspace=workspace)
     assert (row.sequence, row.action, row.object_type, row.previous_hash) == (
         1,
-        "create",
+        "workspace.create",
         "workspaces.Workspace",
         GENESIS_HASH,
     )
@@ -65,9 +65,9 @@ def test_member_changes_are_audited_with_before_and_after(workspace, owner, make
         )
     )
     assert [(r.action, r.actor_label, r.changes) for r in rows] == [
-        ("create", "olivia", {"user": "nina", "role": "viewer"}),
-        ("change", "olivia", {"role": {"before": "viewer", "after": "analyst"}}),
-        ("delete", "olivia", {"user": "nina", "role": "analyst"}),
+        ("member.create", "olivia", {"user": "nina", "role": "viewer"}),
+        ("member.update", "olivia", {"role": {"before": "viewer", "after": "analyst"}}),
+        ("member.delete", "olivia", {"user": "nina", "role": "analyst"}),
     ]
     assert rows[0].ip_address == "127.0.0.1"
 
@@ -79,7 +79,7 @@ def test_settings_change_records_only_the_changed_fields(workspace, owner):
     )
     row = AuditLog.objects.filter(workspace=workspace).latest("sequence")
     assert (row.action, row.changes) == (
-        "change",
+        "workspace.update",
         {"time_zone": {"before": "UTC", "after": "Asia/Tokyo"}},
     )
 
@@ -98,11 +98,11 @@ def test_api_key_created_revoked_and_used_are_audited(workspace, owner):
     api_key_authenticate(raw_key=raw, kind="write")
     api_key_authenticate(raw_key=raw, kind="write")  # within the hour: not audited again
     assert _actions(workspace) == [
-        "create",
-        "api_key_created",
-        "api_key_revoked",
-        "api_key_created",
-        "api_key_used",
+        "workspace.create",
+        "api_key.create",
+        "api_key.revoke",
+        "api_key.create",
+        "api_key.use",
     ]
 
 
@@ -113,9 +113,9 @@ def test_logins_logouts_and_failures_are_audited(workspace, owner):
     client.post(reverse("logout"))
     rows = list(AuditLog.objects.filter(workspace=None).order_by("sequence"))
     assert [(r.action, r.actor_label) for r in rows] == [
-        ("login_failed", "olivia"),
-        ("login", "olivia"),
-        ("logout", "olivia"),
+        ("user.login_failed", "olivia"),
+        ("user.login", "olivia"),
+        ("user.logout", "olivia"),
     ]
     assert rows[0].changes == {"locked_out": False}
 
@@ -132,7 +132,7 @@ def test_login_is_throttled_after_repeated_failures(workspace, owner, settings):
     assert statuses == [200, 200, 200, 200, 429, 429]
     assert with_right_password.status_code == 429
     assert "_auth_user_id" not in client.session
-    assert AuditLog.objects.filter(action="login").count() == 0
+    assert AuditLog.objects.filter(action="user.login").count() == 0
 
 
 def test_the_model_refuses_change_and_delete(workspace):
@@ -146,7 +146,7 @@ def test_the_model_refuses_change_and_delete(workspace):
         AuditLog.objects.filter(pk=row.pk).update(action="delete")
     with pytest.raises(PermissionError):
         AuditLog.objects.filter(pk=row.pk).delete()
-    assert AuditLog.objects.get(pk=row.pk).action == "create"
+    assert AuditLog.objects.get(pk=row.pk).action == "workspace.create"
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,7 @@ def test_the_database_refuses_change_and_delete_too(workspace, statement):
         connection.cursor() as cursor,
     ):
         cursor.execute(statement)
-    assert _actions(workspace) == ["create"]
+    assert _actions(workspace) == ["workspace.create"]
 
 
 def test_admin_offers_no_add_change_or_delete(rf, owner):
@@ -190,7 +190,7 @@ def test_admin_change_page_is_read_only_and_a_post_changes_nothing(workspace, ow
     assert page.status_code == 200
     assert 'name="action"' not in page.content.decode()
     assert (post.status_code, delete.status_code) == (403, 403)
-    assert AuditLog.objects.get(pk=row.pk).action == "create"
+    assert AuditLog.objects.get(pk=row.pk).action == "workspace.create"
 
 
 def _tamper(sql: str, params: list) -> None:
@@ -251,9 +251,9 @@ def test_the_chain_detects_a_rehashed_forgery(chain, workspace):
 
 
 def test_chains_of_different_workspaces_are_independent(workspace, other_workspace):
-    rows = AuditLog.objects.filter(action="create", object_type="workspaces.Workspace").order_by(
-        "workspace__slug"
-    )
+    rows = AuditLog.objects.filter(
+        action="workspace.create", object_type="workspaces.Workspace"
+    ).order_by("workspace__slug")
     assert [(r.workspace.slug, r.sequence, r.previous_hash) for r in rows] == [
         ("acme", 1, GENESIS_HASH),
         ("globex", 1, GENESIS_HASH),
