@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -328,8 +329,6 @@ def test_a_lock_expires_after_the_cool_off(owner, settings):
     for _ in range(settings.AXES_FAILURE_LIMIT):
         _attempt(client, owner.username, "wrong")
     assert _attempt(client, owner.username, PASSWORD).status_code == 429
-    import time
-
     time.sleep(2.5)  # Redis expires the counter after the cool-off (1 s)
     assert _attempt(client, owner.username, PASSWORD).status_code == 302
 
