@@ -14,7 +14,7 @@ from journeys.consumers import LiveNumbersConsumer
 
 
 @database_sync_to_async
-def _membership(user, slug: str):
+def _membership(user, slug: str, permission: str):
     from engagement_site.workspaces.models import Membership
     from engagement_site.workspaces.roles import role_has_permission
 
@@ -25,7 +25,7 @@ def _membership(user, slug: str):
         .select_related("workspace")
         .first()
     )
-    if membership is None or not role_has_permission(membership.role, "analytics.view"):
+    if membership is None or not role_has_permission(membership.role, permission):
         return None
     return membership
 
@@ -52,9 +52,12 @@ def _overview(workspace, query: dict) -> dict:
 
 
 class WorkspaceMetricsConsumer(LiveNumbersConsumer):
+    # Read by tests/workspaces/test_isolation_websockets.py, like a view's declaration.
+    required_permission = "analytics.view"
+
     async def authorize(self) -> str | None:
         slug = self.scope["url_route"]["kwargs"]["workspace_slug"]
-        membership = await _membership(self.scope.get("user"), slug)
+        membership = await _membership(self.scope.get("user"), slug, self.required_permission)
         if membership is None:
             return None
         self.workspace = membership.workspace

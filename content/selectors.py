@@ -100,6 +100,12 @@ def template_journey_usages(*, workspace: Workspace, template: Template) -> list
     return journeys_using_template(workspace=workspace, template=template)
 
 
+def template_message_count(*, workspace: Workspace, template: Template) -> int:
+    from delivery.selectors import template_message_count as count
+
+    return count(workspace=workspace, template=template)
+
+
 def known_variables(*, workspace: Workspace) -> tuple[set[str], set[str]]:
     """(trait names, event property names) the workspace's data is known to have:
     traits of recently seen profiles, and properties of recent events and of the

@@ -361,13 +361,20 @@ def template_archive(
 
 
 def template_delete(*, template: Template, context: AuditContext) -> None:
-    """Delete a template and its versions. Refused while a journey pins one of them."""
-    from content.selectors import template_journey_usages
+    """Delete a template and its versions. Refused while a journey pins one of them, and
+    once messages were made from it (the message log keeps the version each used)."""
+    from content.selectors import template_journey_usages, template_message_count
 
     users = template_journey_usages(workspace=template.workspace, template=template)
     if users:
         raise ValidationError(
             f"{template.name!r} is used by {', '.join(users)}; archive it instead."
+        )
+    sent = template_message_count(workspace=template.workspace, template=template)
+    if sent:
+        raise ValidationError(
+            f"{template.name!r} has been used for {sent} message{'s' if sent != 1 else ''}, "
+            "which keep the version they were made from; archive it instead."
         )
     with transaction.atomic():
         audit_record(

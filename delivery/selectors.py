@@ -17,6 +17,14 @@ def profile_messages(*, workspace: Workspace, profile_id: int) -> QuerySet[Messa
     )
 
 
+def template_message_count(*, workspace: Workspace, template) -> int:
+    """How many messages were made from any version of this template (the message log
+    keeps the exact version each one used, so those versions cannot be deleted)."""
+    return Message.objects.filter(
+        workspace=workspace, template_version__template_id=template.pk
+    ).count()
+
+
 def message_keys_in_workspace(*, workspace: Workspace, keys: set[str]) -> set[str]:
     """Those of these idempotency keys that name a message of the workspace."""
     return set(

@@ -29,7 +29,7 @@ _shared_frames: dict[tuple, tuple[float, asyncio.Future]] = {}
 
 
 @database_sync_to_async
-def _journey_for(user, journey_id: int):
+def _journey_for(user, journey_id: int, permission: str):
     from engagement_site.workspaces.models import Membership
     from engagement_site.workspaces.roles import role_has_permission
     from journeys.models import Journey
@@ -44,7 +44,7 @@ def _journey_for(user, journey_id: int):
         .values_list("role", flat=True)
         .first()
     )
-    if role is None or not role_has_permission(role, "journeys.view"):
+    if role is None or not role_has_permission(role, permission):
         return None
     return journey
 
@@ -126,9 +126,14 @@ class LiveNumbersConsumer(AsyncJsonWebsocketConsumer):
 
 
 class JourneyLiveConsumer(LiveNumbersConsumer):
+    # Read by tests/workspaces/test_isolation_websockets.py, like a view's declaration.
+    required_permission = "journeys.view"
+
     async def authorize(self) -> str | None:
         journey_id = int(self.scope["url_route"]["kwargs"]["journey_id"])
-        self.journey = await _journey_for(self.scope.get("user"), journey_id)
+        self.journey = await _journey_for(
+            self.scope.get("user"), journey_id, self.required_permission
+        )
         return None if self.journey is None else live.group_name(self.journey.pk)
 
     async def journey_changed(self, event):

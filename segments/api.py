@@ -405,10 +405,11 @@ class ProfileApi(APIView):
         description="Each changed trait is recorded in the trait history with the source `api`.",
     )
     def patch(self, request, profile_id: int):
-        payload = ProfileTraitsInput(data=request.data)
-        payload.is_valid(raise_exception=True)
+        # The profile first: another workspace's id is a 404 whatever the body says.
         workspace = api_workspace(request).workspace
         profile = selectors.profile_get(workspace=workspace, profile_id=profile_id)
+        payload = ProfileTraitsInput(data=request.data)
+        payload.is_valid(raise_exception=True)
         try:
             profile = privacy.profile_traits_update(
                 workspace=workspace,

@@ -106,6 +106,12 @@ class HasWorkspacePermission(permissions.BasePermission):
         permission = required.get(request.method) or required.get("*")
         if permission is None:
             return False
+        if not (request.user and request.user.is_authenticated):
+            # 401 with WWW-Authenticate: the caller has to sign in or send a key. (A 404
+            # here told an anonymous client the workspace was missing.)
+            raise exceptions.NotAuthenticated(
+                "Send a secret key (Authorization: Bearer sk_...) or sign in."
+            )
         try:
             access = api_workspace(request)
         except Http404:
