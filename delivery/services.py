@@ -10,6 +10,8 @@ polling.
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -184,9 +186,51 @@ def messages_enqueue(message_ids: list[int], *, channel: str) -> None:
         )
 
 
+class _DecidedTogether:
+    """The messages decided inside one `messages_decided_together()` block and committed:
+    channel -> ids, queued when the block ends."""
+
+    def __init__(self):
+        self.ids: dict[str, list[int]] = {}
+        self.is_open = True
+
+
+_decided = threading.local()
+
+
+@contextmanager
+def messages_decided_together():
+    """Messages decided inside this block (message_decided) are queued when it ends, in
+    one send job per channel (and SEND_BATCH) instead of one job each: a journey worker
+    committing a group of enrollments hands their emails to one job, which sends them
+    over one SMTP connection. Only what committed is queued (a message joins the block
+    from its transaction's on_commit, which a rollback discards); a message whose
+    transaction commits after the block ended is queued on its own, as before."""
+    batch = _DecidedTogether()
+    stack = _decided.__dict__.setdefault("open", [])
+    stack.append(batch)
+    try:
+        yield
+    finally:
+        stack.remove(batch)
+        batch.is_open = False
+        for channel, ids in batch.ids.items():
+            messages_enqueue(ids, channel=channel)
+
+
 def message_decided(*, message: Message) -> None:
-    """The journey engine created a queued message: send it once the decision commits."""
-    transaction.on_commit(lambda: messages_enqueue([message.pk], channel=message.channel))
+    """The journey engine created a queued message: send it once the decision commits
+    (with the others of its messages_decided_together() block, when there is one)."""
+    stack = getattr(_decided, "open", None)
+    batch = stack[-1] if stack else None
+
+    def queue() -> None:
+        if batch is not None and batch.is_open:
+            batch.ids.setdefault(message.channel, []).append(message.pk)
+        else:
+            messages_enqueue([message.pk], channel=message.channel)
+
+    transaction.on_commit(queue)
 
 
 def _claim(message_ids: list[int], now: datetime) -> list[int]:

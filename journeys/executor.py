@@ -232,12 +232,14 @@ def advance_batch(ids: list[int] | None = None, *, now: datetime | None = None) 
 
 
 def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
+    from delivery.services import messages_decided_together
     from journeys.live import journey_touched
 
     failures: list[tuple[int, Exception]] = []
     touched: set[int] = set()
     workspaces: set[int] = set()
-    with transaction.atomic():
+    # The group's messages go to delivery in one job per channel once it commits.
+    with messages_decided_together(), transaction.atomic():
         # Lock the group's rows in one query (in id order, so groups never deadlock).
         enrollments = (
             Enrollment.objects.select_for_update(of=("self",))
