@@ -327,3 +327,58 @@ def enroll_all(journey, version, profile_ids: list[int]) -> list[int]:
         ]
     )  # fmt: skip
     return sorted(Enrollment.objects.filter(journey=journey).values_list("pk", flat=True))
+
+
+# --------------------------------------------------------------------------- Daphne
+
+
+class Daphne:
+    """Daphne serving the app (HTTP and websockets) on the test database, on one port
+    across restarts, so connected clients come back to the same address."""
+
+    def __init__(self, name: str):
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log = (ARTIFACTS / f"{name}.log").open("a")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.environment = {
+            **os.environ,
+            "DATABASE_URL": database_url_of(connection.settings_dict),
+            "PUBLIC_URL": self.url,
+        }
+        self.environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        import httpx
+
+        daphne = str(Path(sys.executable).with_name("daphne"))
+        self.process = subprocess.Popen(
+            [daphne, "-b", "127.0.0.1", "-p", str(self.port), "engagement_site.asgi:application"],
+            cwd=ROOT, env=self.environment, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.starts += 1
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"{self.url}/login/", timeout=2)
+                return
+            except httpx.TransportError:
+                assert self.process.poll() is None, "Daphne exited while starting"
+                assert time.monotonic() < deadline, "Daphne did not start"
+                time.sleep(0.2)
+
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
+        """SIGTERM (a deploy) or SIGKILL (a crash)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(how)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def close(self) -> None:
+        self.stop(signal.SIGKILL)
+        self.log.close()
