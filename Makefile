@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint format bench install system-test-deps clean-var
+.PHONY: run test soak lint format bench install system-test-deps clean-var
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -35,6 +35,11 @@ run: install
 ## make test: install, fetch what the tests need from the system, run the whole suite.
 test: install system-test-deps
 	$(BIN)/python -m pytest
+
+## make soak: the fault tests marked `soak` at their long sizes (SOAK=1): thousands of
+## people through the journey under worker kills, longer runs; minutes, not seconds.
+soak: install system-test-deps
+	SOAK=1 $(BIN)/python -m pytest tests/faults -m soak -s
 
 system-test-deps:
 	@if [ ! -x /usr/bin/chromium ]; then \
