@@ -128,6 +128,8 @@ def _first_frame(socket) -> dict:
     return frame
 
 
+@pytest.mark.soak
+@pytest.mark.timeout(soak_size(300, 900))
 def test_websocket_clients_reconnect_after_daphne_is_killed_and_catch_up(daphne, workspace, owner):
     journey = _live_journey(workspace)
     _entered_while_down(workspace, journey, 2, "before")
@@ -185,6 +187,7 @@ def test_websocket_clients_reconnect_after_daphne_is_killed_and_catch_up(daphne,
     )
 
 
+@pytest.mark.e2e
 def test_the_pages_live_socket_backs_off_reconnects_and_catches_up_after_a_restart(
     daphne, browser, workspace, owner
 ):

@@ -62,6 +62,8 @@ def _start_redis(socket_path: Path) -> subprocess.Popen:
         time.sleep(0.05)
 
 
+@pytest.mark.soak
+@pytest.mark.timeout(soak_size(600, 2400))
 def test_redis_killed_mid_run_loses_nothing_and_sends_once(workspace, tmp_path):
     socket_path = tmp_path / "redis.sock"
     redis_url = f"unix://{socket_path}"

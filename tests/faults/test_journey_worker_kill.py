@@ -176,7 +176,9 @@ WORKERS = {
 }  # fmt: skip
 
 
-def test_workers_killed_every_few_seconds_send_once_and_never_to_the_opted_out(workspace):
+@pytest.mark.soak
+@pytest.mark.timeout(soak_size(900, 3600))
+def test_workers_killed_again_and_again_send_once_and_never_to_the_opted_out(workspace):
     seed = random.randrange(1_000_000)
     chance = random.Random(seed)
     with SmtpServer() as smtp, Receiver() as receiver:
