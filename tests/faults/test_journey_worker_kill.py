@@ -5,11 +5,13 @@ are re-claimed when their lease expires, and every enrollment ends at its expect
 with one step per node and one message each (asserted from StepLog and the message
 table).
 
-Kills every few seconds, of the journey worker and the send worker in turn, while
-people move through a journey that emails them and calls a webhook: afterwards every
-enrollment is at its exit, every step is logged once, the receiving servers (a real
-SMTP server, a real HTTP receiver) got one message per person and step, and nothing
-reached a person who had opted out (see tests/faults/stack.py)."""
+Kills again and again, of journey workers and send workers (two of each, one killed
+while its twin works on; paced by the work, so each lands mid-run: every few seconds on
+a quiet machine), while people move through a journey that emails them and calls a
+webhook, a fifth of them opted out: afterwards every enrollment is at its exit, every
+step is logged once, the receiving servers (a real SMTP server, a real HTTP receiver)
+got one message per person and step, and nothing reached a person who had opted out
+(see tests/faults/stack.py)."""
 
 from __future__ import annotations
 
