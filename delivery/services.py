@@ -233,23 +233,32 @@ def message_decided(*, message: Message) -> None:
     transaction.on_commit(queue)
 
 
-def _claim(message_ids: list[int], now: datetime) -> list[int]:
+def _claim(message_ids: list[int], now: datetime, lease_until: datetime) -> list[int]:
     """Take the due, queued ones among these messages for this job: a lease in
-    next_attempt_at, committed at once, so no other job or sweep sends them meanwhile.
+    next_attempt_at (until `lease_until`), committed at once, so no other job or sweep
+    sends them meanwhile. Messages already leased until exactly `lease_until` are this
+    job's own, from a claim retried after a lost connection: taken again.
     The claim ends a re-queue's backoff (requeued_at): the job it queued has come, and
     if this one dies too, the lease's end is the next sign."""
     with transaction.atomic():
         claimed = list(
             Message.objects.select_for_update(skip_locked=True)
             .filter(pk__in=message_ids, status=Message.Status.QUEUED)
-            .filter(models.Q(next_attempt_at__isnull=True) | models.Q(next_attempt_at__lte=now))
+            .filter(
+                models.Q(next_attempt_at__isnull=True)
+                | models.Q(next_attempt_at__lte=now)
+                | models.Q(next_attempt_at=lease_until)
+            )
             .order_by("pk")
             .values_list("pk", flat=True)
         )
-        Message.objects.filter(pk__in=claimed).update(
-            next_attempt_at=now + SEND_LEASE, requeued_at=None
-        )
+        Message.objects.filter(pk__in=claimed).update(next_attempt_at=lease_until, requeued_at=None)
     return claimed
+
+
+# Runs of a send job's batch after its database connection was lost (a server restart or
+# failover); with RETRY_ON_CONNECTION_LOSS's own tries for each outcome's commit.
+SEND_ATTEMPTS = 5
 
 
 def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dict[str, int]:
@@ -264,18 +273,90 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
     messages not reached yet go out when their lease ends. A crash between a provider's
     answer and that commit sends that one message again: at least once to the provider,
     which gets the message's idempotency key, and exactly once in the log. Returns
-    counts by outcome."""
-    from delivery import policies
+    counts by outcome.
+
+    A lost database connection (a server restart or failover) does not leave the batch
+    to its lease: the outcome of a message the channel already took is committed on a
+    new connection (retried for a few seconds), and the batch runs again on a new
+    connection, taking back its own claims, without the messages that went out and
+    whose outcome could not be committed (those wait for their lease: at least once)."""
+    import time
+
+    from django.db import DatabaseError, connection
+
+    from engagement_site.database import connection_lost, connection_replace
 
     now = now or timezone.now()
+    lease_until = now + SEND_LEASE
     counts: dict[str, int] = {}
+    unrecorded: set[int] = set()  # went to the channel, outcome not committed
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        try:
+            _messages_send(
+                message_ids=[pk for pk in message_ids if pk not in unrecorded],
+                now=now,
+                lease_until=lease_until,
+                counts=counts,
+                unrecorded=unrecorded,
+            )
+            return counts
+        except DatabaseError as error:
+            lost = connection_lost(error) and not connection.in_atomic_block
+            if lost and attempt == SEND_ATTEMPTS:
+                _claims_release(message_ids, lease_until=lease_until, keep=unrecorded)
+            if not lost or attempt == SEND_ATTEMPTS:
+                raise
+            logger.warning("send batch lost its database connection (%s); running it again", error)
+            connection_replace()
+            time.sleep(0.1 * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _claims_release(message_ids: list[int], *, lease_until: datetime, keep: set[int]) -> None:
+    """Give up this job's claims on the messages it did not send (its connection kept
+    being lost) and queue them again, so they go out soon rather than after the lease;
+    not those in `keep`, which went out and whose outcome is not committed. Best effort:
+    with the database still away, the leases stand."""
+    from engagement_site.database import connection_replace
+
+    try:
+        connection_replace()
+        released = list(
+            Message.objects.filter(
+                pk__in=message_ids, status=Message.Status.QUEUED, next_attempt_at=lease_until
+            )
+            .exclude(pk__in=keep)
+            .values_list("pk", "channel")
+        )
+        Message.objects.filter(pk__in=[pk for pk, _ in released]).update(
+            next_attempt_at=timezone.now(), updated_at=timezone.now()
+        )
+        by_channel: dict[str, list[int]] = {}
+        for pk, channel in released:
+            by_channel.setdefault(channel, []).append(pk)
+        for channel, ids in by_channel.items():
+            messages_enqueue(ids, channel=channel)
+    except Exception:
+        logger.warning("could not give up the claims of a send batch", exc_info=True)
+
+
+def _messages_send(
+    *,
+    message_ids: list[int],
+    now: datetime,
+    lease_until: datetime,
+    counts: dict[str, int],
+    unrecorded: set[int],
+) -> None:
+    """messages_send's one run over the batch (adds to `counts` and `unrecorded`)."""
+    from delivery import policies
 
     def count(key: str) -> None:
         counts[key] = counts.get(key, 0) + 1
 
-    claimed = _claim(message_ids, now)
+    claimed = _claim(message_ids, now, lease_until)
     if not claimed:
-        return counts
+        return
     import time
 
     deadline = time.monotonic() + SEND_BUDGET.total_seconds()
@@ -354,10 +435,27 @@ def messages_send(*, message_ids: list[int], now: datetime | None = None) -> dic
                         handed_back.setdefault(message.channel, []).append(message.pk)
                         count("handed_back")
                     else:
-                        count(_record_result(message, result, now))
+                        unrecorded.add(message.pk)
+                        count(_record_after_send(message, result, now))
+                        unrecorded.discard(message.pk)
     for channel, ids in handed_back.items():
         _hand_back(ids, channel=channel)
-    return counts
+
+
+def _record_after_send(message: Message, result, now: datetime) -> str:
+    """_record_result, retried on a new connection when the connection is lost: the
+    channel took the message, so its outcome must be committed, or the message would be
+    sent again when its lease ends. Safe to repeat: the outcome is written only to a
+    message still queued."""
+    from engagement_site.database import retry_on_connection_loss
+
+    attempts = message.attempts
+
+    def record() -> str:
+        message.attempts = attempts  # _record_result counts this try itself
+        return _record_result(message, result, now)
+
+    return retry_on_connection_loss(record, what=f"recording message {message.pk}'s outcome")
 
 
 _HANDED_BACK = object()

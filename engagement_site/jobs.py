@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+from django.db import close_old_connections
+from rq.worker import SimpleWorker
+
 # The states in which a job under a fixed id still waits or runs.
 PENDING = ("queued", "started", "deferred", "scheduled")
 
@@ -51,3 +54,19 @@ def get_queue(name: str = "default", **options):
     import django_rq
 
     return django_rq.get_queue(name, connection=redis_connection(name), **options)
+
+
+class Worker(SimpleWorker):
+    """The product's RQ worker (runstack starts it): RQ's SimpleWorker, jobs in the
+    worker's own process, with each job treated as Django treats a request: before and
+    after it, a database connection that was lost (a server restart or failover,
+    pg_terminate_backend) or that outlived DATABASE_CONN_MAX_AGE is closed, so the next
+    job opens a new one. Without it, one lost connection failed every later job of the
+    worker ("the connection is closed") until the worker was restarted."""
+
+    def perform_job(self, job, queue):
+        close_old_connections()
+        try:
+            return super().perform_job(job, queue)
+        finally:
+            close_old_connections()

@@ -20,13 +20,19 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from engagement_site.database import (
+    connection_lost,
+    connection_replace,
+    retry_on_connection_loss,
+)
 from engagement_site.jobs import get_queue
 from journeys.graph import next_node, parse_definition
 from journeys.matching import filters_match
@@ -179,12 +185,20 @@ def enroll(
 
 
 def enrollments_claim(
-    *, ids: list[int] | None = None, now: datetime | None = None, limit: int = CLAIM_BATCH
+    *,
+    ids: list[int] | None = None,
+    now: datetime | None = None,
+    limit: int = CLAIM_BATCH,
+    lease_until: datetime | None = None,
 ) -> list[int]:
-    """Take the lease of due enrollments of live journeys (those among `ids`, or any)."""
+    """Take the lease of due enrollments of live journeys (those among `ids`, or any),
+    until `lease_until` (now + LEASE by default). Rows already leased until exactly
+    `lease_until` are taken again: a claim whose answer a lost connection swallowed,
+    retried with the same lease, gets back what it may have taken."""
     now = now or timezone.now()
+    lease_until = lease_until or now + LEASE
     only = "AND e.id = ANY(%s)" if ids is not None else ""
-    parameters: list[Any] = [now + LEASE, now, now]
+    parameters: list[Any] = [lease_until, now, now, lease_until]
     if ids is not None:
         parameters.append(list(ids))
     parameters.append(limit)
@@ -196,7 +210,8 @@ def enrollments_claim(
                 SELECT e.id FROM journeys_enrollment e
                 JOIN journeys_journey j ON j.id = e.journey_id AND j.status = 'live'
                 WHERE e.state IN ('active', 'waiting') AND e.next_run_at <= %s
-                  AND (e.locked_until IS NULL OR e.locked_until < %s) {only}
+                  AND (e.locked_until IS NULL OR e.locked_until < %s
+                       OR e.locked_until = %s) {only}
                 ORDER BY e.next_run_at
                 LIMIT %s
                 FOR UPDATE OF e SKIP LOCKED
@@ -223,12 +238,42 @@ def advance_batch(ids: list[int] | None = None, *, now: datetime | None = None) 
     Enrollments are committed in groups of COMMIT_GROUP (one commit, one fsync, per
     group rather than per person); each runs inside its own savepoint, so one failing
     enrollment rolls back only its own steps. A crash loses at most the open group,
-    which the lease hands to another worker later."""
+    which the lease hands to another worker later.
+
+    A lost database connection (a server restart or failover) is not the steps'
+    failure: the claim and the open group are run again on a new connection (the
+    group rolled back, or committed, and a committed enrollment is no longer due at
+    `now`, so nothing runs twice), rather than counting against each enrollment's
+    attempts and the journey's circuit breaker."""
     now = now or timezone.now()
-    claimed = enrollments_claim(ids=ids, now=now)
-    for start in range(0, len(claimed), COMMIT_GROUP):
-        _advance_group(claimed[start : start + COMMIT_GROUP], now)
+    lease_until = now + LEASE
+    claimed = retry_on_connection_loss(
+        partial(enrollments_claim, ids=ids, now=now, lease_until=lease_until),
+        what="claiming enrollments",
+    )
+    try:
+        for start in range(0, len(claimed), COMMIT_GROUP):
+            retry_on_connection_loss(
+                partial(_advance_group, claimed[start : start + COMMIT_GROUP], now),
+                what="advancing enrollments",
+            )
+    except DatabaseError as error:
+        if connection_lost(error):
+            _lease_release(claimed, lease_until)
+        raise
     return len(claimed)
+
+
+def _lease_release(ids: list[int], lease_until: datetime) -> None:
+    """Give up this job's lease on the enrollments it could not advance (its
+    connection kept being lost), so the scheduler's next tick hands them out again
+    rather than after the lease. Best effort: with the database still away, the lease
+    stands."""
+    try:
+        connection_replace()
+        Enrollment.objects.filter(pk__in=ids, locked_until=lease_until).update(locked_until=None)
+    except DatabaseError:
+        logger.warning("could not give up the lease of %d enrollments", len(ids), exc_info=True)
 
 
 def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
@@ -254,6 +299,8 @@ def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
                 with transaction.atomic():
                     _advance_one(enrollment, now)
             except Exception as error:  # the step failed: retry later, then give up
+                if connection_lost(error):
+                    raise  # the whole group is gone with the connection: advance_batch
                 logger.exception("journey enrollment %s failed", enrollment.pk)
                 failures.append((enrollment.pk, error))
     for enrollment_id, error in failures:

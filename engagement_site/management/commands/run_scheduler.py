@@ -10,6 +10,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import close_old_connections
 from django.utils.module_loading import import_string
 
 from engagement_site import heartbeat
@@ -39,6 +40,10 @@ class Command(BaseCommand):
             started = time.monotonic()
             heartbeat.scheduler_beat()
             for duty in duties:
+                # Like a request: a lost database connection (a server restart, a
+                # failover) is dropped before each duty, or it would fail every duty of
+                # every later tick while the heartbeat (in Redis) said all was well.
+                close_old_connections()
                 try:
                     duty()
                 except Exception:  # one failing duty must not stop the others or the loop

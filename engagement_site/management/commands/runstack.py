@@ -24,6 +24,8 @@ from engagement_site import embedded
 from engagement_site.demo import DEMO_WORKSPACE_SLUG, demo_credentials, demo_workspace_exists
 
 QUEUES = list(settings.RQ_QUEUES)
+# RQ's SimpleWorker (no fork per job) that drops a lost database connection between jobs.
+WORKER_CLASS = "engagement_site.jobs.Worker"
 PR_SET_PDEATHSIG = 1
 
 
@@ -153,7 +155,7 @@ class Command(BaseCommand):
                     "rqworker",
                     *QUEUES,
                     "--worker-class",
-                    "rq.worker.SimpleWorker",
+                    WORKER_CLASS,
                     "--with-scheduler",
                     # An idle RQ worker beats once per dequeue wait (its TTL - 15 s, 405 s
                     # by default): wait half the staleness limit, so /healthz sees it.
