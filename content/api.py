@@ -43,6 +43,11 @@ VIEW, EDIT = "content.view", "content.edit"
 ARCHIVED = "The template is archived; unarchive it to change its content."
 
 
+# A method field that answers None where there is nothing (drf-spectacular does not read
+# `str | None` return hints as nullable).
+_NULLABLE_STRING = {"type": "string", "nullable": True}
+
+
 class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
@@ -153,11 +158,11 @@ class AssetOutput(serializers.Serializer):
     def get_file_url(self, asset: Asset) -> str:
         return self._url("content_asset_file", asset)
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(_NULLABLE_STRING)
     def get_thumbnail_url(self, asset: Asset) -> str | None:
         return self._url("content_asset_thumbnail", asset) if asset.thumbnail else None
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(_NULLABLE_STRING)
     def get_uploaded_by(self, asset: Asset) -> str | None:
         return asset.uploaded_by.get_username() if asset.uploaded_by_id else None
 
@@ -464,10 +469,12 @@ class VersionOutput(serializers.Serializer):
         child=serializers.DictField(child=serializers.CharField()),
         help_text="Variables no known trait or event property has ({locale, field, variable, message}).",
     )
-    author = serializers.SerializerMethodField()
+    author = serializers.SerializerMethodField(
+        help_text="Who saved it; null for a version the system wrote (an import, an API key)."
+    )
     created_at = serializers.DateTimeField()
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(_NULLABLE_STRING)
     def get_author(self, version: TemplateVersion) -> str | None:
         return version.author.get_username() if version.author_id else None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -36,6 +38,22 @@ def newest_first_pagination(time_field: str, *, max_page_size: int = 500) -> Cur
     return paginator
 
 
+def page_schema(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    """The OpenAPI schema of one cursor page: {next, previous, results}."""
+    return inline_serializer(
+        name=name,
+        fields={
+            "next": serializers.URLField(
+                allow_null=True, help_text="The next page; null on the last."
+            ),
+            "previous": serializers.URLField(
+                allow_null=True, help_text="The previous page; null on the first."
+            ),
+            "results": item,
+        },
+    )
+
+
 ERROR_SCHEMA_NAME = "Error"
 ERROR_SCHEMA = {
     "type": "object",
@@ -59,9 +77,16 @@ _ERROR_RESPONSES = {
 }
 
 
+def error_response(description: str) -> OpenApiResponse:
+    """An error status for `extend_schema(responses=...)`, such as 409 for a state that
+    refuses the request: `document_error_responses` gives it the error body."""
+    return OpenApiResponse(description=description)
+
+
 def document_error_responses(result: dict, generator, request, public) -> dict:
     """drf-spectacular postprocessing hook: every operation documents the errors it can
-    answer, with the one error body, unless its view documented that status itself."""
+    answer, with the one error body, unless its view documented that status itself (an
+    error status a view documents without a body, `error_response`, gets the error body)."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault(ERROR_SCHEMA_NAME, ERROR_SCHEMA)
     reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}
@@ -69,6 +94,9 @@ def document_error_responses(result: dict, generator, request, public) -> dict:
         for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            for status_code, response in operation["responses"].items():
+                if status_code.startswith(("4", "5")) and "content" not in response:
+                    response["content"] = {"application/json": {"schema": reference}}
             takes_input = bool(operation.get("parameters") or operation.get("requestBody"))
             for status_code, description in _ERROR_RESPONSES.items():
                 if status_code == "400" and not takes_input:

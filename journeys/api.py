@@ -14,7 +14,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from engagement_site.api import newest_first_pagination
+from engagement_site.api import error_response, newest_first_pagination
 from engagement_site.workspaces.authentication import HasWorkspacePermission, api_workspace
 from engagement_site.workspaces.services import AuditContext
 from journeys import selectors, services
@@ -398,7 +398,7 @@ class JourneyPauseApi(_StatusApi):
 
     @extend_schema(
         request=None,
-        responses=JourneyDetailOutput,
+        responses={200: JourneyDetailOutput, 409: error_response("The journey is not live.")},
         summary="Pause a live journey",
         description="Nobody enters or moves; waits keep their place. 409 unless live.",
     )
@@ -409,7 +409,11 @@ class JourneyPauseApi(_StatusApi):
 class JourneyResumeApi(_StatusApi):
     service = staticmethod(services.journey_resume)
 
-    @extend_schema(request=None, responses=JourneyDetailOutput, summary="Resume a paused journey")
+    @extend_schema(
+        request=None,
+        responses={200: JourneyDetailOutput, 409: error_response("The journey is not paused.")},
+        summary="Resume a paused journey",
+    )
     def post(self, request, journey_id: int):
         return super().post(request, journey_id)
 
@@ -419,7 +423,10 @@ class JourneyStopApi(_StatusApi):
 
     @extend_schema(
         request=None,
-        responses=JourneyDetailOutput,
+        responses={
+            200: JourneyDetailOutput,
+            409: error_response("The journey is not live or paused."),
+        },
         summary="Stop a journey",
         description="Everyone in it exits now; nobody enters again.",
     )
@@ -431,7 +438,12 @@ class JourneyArchiveApi(_StatusApi):
     service = staticmethod(services.journey_archive)
 
     @extend_schema(
-        request=None, responses=JourneyDetailOutput, summary="Archive a draft or stopped journey"
+        request=None,
+        responses={
+            200: JourneyDetailOutput,
+            409: error_response("The journey is live or paused: stop it first."),
+        },
+        summary="Archive a draft or stopped journey",
     )
     def post(self, request, journey_id: int):
         return super().post(request, journey_id)
@@ -481,7 +493,11 @@ class JourneyEnrollmentsApi(APIView):
 
     @extend_schema(
         request=EnrollInput,
-        responses={201: EnrollmentOutput, 200: None},
+        responses={
+            201: EnrollmentOutput,
+            200: None,
+            409: error_response("The journey is not live or its trigger is not `api`."),
+        },
         summary="Enter a profile (API trigger)",
         description="For live journeys whose trigger is `api`. 201 with the enrollment; "
         "200 with no body when the entry rules keep the profile out (already in the "

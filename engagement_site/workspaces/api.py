@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from engagement_site.api import page_schema
 from engagement_site.workspaces import selectors, services
 from engagement_site.workspaces.authentication import HasWorkspacePermission, api_workspace
 from engagement_site.workspaces.models import ApiKey, AuditLog
@@ -74,7 +75,9 @@ class ApiKeyListApi(APIView):
     permission_classes = [HasWorkspacePermission]
     required_permissions = {"GET": "api_keys.view", "POST": "api_keys.edit"}
 
-    @extend_schema(responses=ApiKeyOutput(many=True), summary="List API keys")
+    @extend_schema(
+        responses=page_schema("ApiKeyPage", ApiKeyOutput(many=True)), summary="List API keys"
+    )
     def get(self, request):
         keys = selectors.workspace_api_keys(workspace=api_workspace(request).workspace)
         paginator = CreatedAtCursor()
@@ -116,6 +119,9 @@ class ApiKeyRevokeApi(APIView):
 
 class AuditLogOutput(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor_label")
+    # Services name their own actions ("journey.publish", "segment.create") beside the
+    # generic ones of AuditAction, so the field is any string, not that enum.
+    action = serializers.CharField(help_text='What happened, e.g. "login" or "journey.publish".')
 
     class Meta:
         model = AuditLog
@@ -133,7 +139,11 @@ class AuditLogListApi(APIView):
     permission_classes = [HasWorkspacePermission]
     required_permissions = {"GET": "audit_log.view"}
 
-    @extend_schema(responses=AuditLogOutput(many=True), summary="Read the workspace's audit log")
+    @extend_schema(
+        parameters=[OpenApiParameter("action", str, description="Only rows of this action.")],
+        responses=page_schema("AuditLogPage", AuditLogOutput(many=True)),
+        summary="Read the workspace's audit log",
+    )
     def get(self, request):
         rows = selectors.workspace_audit_log(workspace=api_workspace(request).workspace)
         action = request.query_params.get("action")

@@ -945,13 +945,14 @@ def test_every_content_endpoint_is_in_the_openapi_schema(client):
     paths = schema["paths"]
     upload = paths["/api/v1/assets/"]["post"]
     assert list(upload["requestBody"]["content"]) == ["multipart/form-data"]
-    assert set(upload["responses"]) == {"201"}
+    # Every operation also documents its errors (engagement_site.api.document_error_responses).
+    assert set(upload["responses"]) == {"201", "400", "401", "403", "404"}
     diff = paths["/api/v1/templates/{template_id}/diff"]["get"]
     assert [(p["name"], p["in"]) for p in diff["parameters"] if p["in"] == "query"] == [
         ("from", "query"),
         ("to", "query"),
     ]
     render = paths["/api/v1/templates/{template_id}/render"]["post"]
-    assert set(render["responses"]) == {"200", "422"}
+    assert set(render["responses"]) == {"200", "422", "400", "401", "403", "404"}
     assets_list = paths["/api/v1/assets/"]["get"]
     assert {p["name"] for p in assets_list["parameters"]} >= {"q", "tag", "kind", "folder"}
