@@ -8,6 +8,9 @@ from delivery import views as delivery_views
 from engagement_site import health, views
 from engagement_site.workspaces import api as workspaces_api
 
+handler404 = "engagement_site.views.not_found"
+handler500 = "engagement_site.views.server_error"
+
 admin.site.site_header = "Engagement administration"
 admin.site.site_title = "Engagement admin"
 admin.site.index_title = "Workspaces, people and the audit log"

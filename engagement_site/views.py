@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views import defaults
 from django.views.decorators.http import require_POST
 
 from engagement_site.workspaces.access import LAST_WORKSPACE_SESSION_KEY, workspace_view
@@ -37,6 +38,29 @@ class AuditedLoginView(LoginView):
 
 
 login_view = AuditedLoginView.as_view()
+
+# A REST client reads errors as JSON with `code` and `message` (docs/api.md), also for a
+# URL the API has no route for (`/api/v1/profiles/abc/`: the id is not a number) and for
+# a crash; the app's pages keep their HTML error pages.
+API_PREFIX = "/api/"
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(
+            {"code": "not_found", "message": f"The API has no resource at {request.path}."},
+            status=404,
+        )
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(
+            {"code": "server_error", "message": "The server failed to answer this request."},
+            status=500,
+        )
+    return defaults.server_error(request)
 
 
 @require_POST
