@@ -102,16 +102,19 @@ class HasWorkspacePermission(permissions.BasePermission):
     """Reads `required_permissions = {"GET": "journeys.view", "POST": "journeys.edit"}` off the view."""
 
     def has_permission(self, request: Request, view) -> bool:
-        required = getattr(view, "required_permissions", {})
-        permission = required.get(request.method) or required.get("*")
-        if permission is None:
-            return False
         if not (request.user and request.user.is_authenticated):
             # 401 with WWW-Authenticate: the caller has to sign in or send a key. (A 404
             # here told an anonymous client the workspace was missing.)
             raise exceptions.NotAuthenticated(
                 "Send a secret key (Authorization: Bearer sk_...) or sign in."
             )
+        required = getattr(view, "required_permissions", {})
+        method = "GET" if request.method == "HEAD" else request.method
+        permission = required.get(method) or required.get("*")
+        if permission is None:
+            # A method the view does not answer gets DRF's 405 (with Allow), which comes
+            # after this check; a 403 here named no permission and hid the real problem.
+            return not hasattr(view, request.method.lower())
         try:
             access = api_workspace(request)
         except Http404:
