@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    Strict,
     Tag,
     TypeAdapter,
     ValidationError,
@@ -55,6 +56,11 @@ TIME_OPERATORS = ("before", "after", "within_last_days")
 PRESENCE_OPERATORS = ("exists", "not_exists")
 ORDER_OPERATORS = ("gt", "gte", "lt", "lte")
 Scalar = str | int | float | bool | None
+# Numbers and flags as JSON sends them: pydantic's lax mode would read `true` as 1 (a
+# count of one, segment 1) and "yes" as true.
+Whole = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]
+Flag = Annotated[bool, Strict()]
 
 
 class RuleError(ValueError):
@@ -94,6 +100,9 @@ def _check_value(op: str, value: Any) -> Any:
             raise ValueError("within_last_days needs a whole number of days ≥ 1")
         return value
     if op in ("before", "after"):
+        if not isinstance(value, str):
+            # A number would be read as seconds since 1970.
+            raise ValueError(f"{op} needs an ISO 8601 date or datetime")
         try:
             parsed = TypeAdapter(When).validate_python(value)
         except (ValidationError, ValueError):
@@ -134,7 +143,7 @@ Filters = Annotated[list[PropertyFilter], Field(max_length=MAX_FILTERS)]
 
 
 class LastDays(_Model):
-    last_days: int = Field(ge=1, le=36600)
+    last_days: Whole = Field(ge=1, le=36600)
 
 
 def _when(value: Any) -> Any:
@@ -148,6 +157,9 @@ def _when(value: Any) -> Any:
             return _datetime_adapter.validate_python(value)
         except (ValueError, ValidationError):
             raise ValueError("needs an ISO 8601 date or datetime") from None
+    if not isinstance(value, date):
+        # pydantic would read a number as seconds since 1970.
+        raise ValueError("needs an ISO 8601 date or datetime")
     return value
 
 
@@ -182,8 +194,14 @@ class Between(_Model):
         return _aware(end)
 
 
+def _exactly_true(value: Any) -> Any:
+    if value is not True:
+        raise ValueError("must be true")
+    return value
+
+
 class Ever(_Model):
-    ever: Literal[True]
+    ever: Annotated[Literal[True], BeforeValidator(_exactly_true)]
 
 
 def _window_kind(value: Any) -> str | None:
@@ -260,7 +278,7 @@ class EventCount(_Model):
     event: str = Field(min_length=1, max_length=200)
     filters: Filters = []
     op: Literal["gte", "lte", "eq", "gt", "lt"] = "gte"
-    count: int
+    count: Whole
     window: Window = Ever(ever=True)
 
     @field_validator("count")
@@ -280,8 +298,8 @@ class Sequence(_Model):
     type: Literal["sequence"]
     first: EventStep
     then: EventStep
-    within_hours: float = Field(gt=0, le=24 * 3660)
-    negate: bool = False
+    within_hours: Number = Field(gt=0, le=24 * 3660)
+    negate: Flag = False
     anchor: Literal["any", "first"] = "any"
     window: Window = Ever(ever=True)
 
@@ -294,9 +312,9 @@ class Streak(_Model):
     type: Literal["streak"]
     event: str = Field(min_length=1, max_length=200)
     filters: Filters = []
-    days: int = Field(ge=1, le=3660)
-    since_signup: bool = False
-    ongoing: bool = False
+    days: Whole = Field(ge=1, le=3660)
+    since_signup: Flag = False
+    ongoing: Flag = False
 
 
 class Recency(_Model):
@@ -322,8 +340,8 @@ class Membership(_Model):
     """In (or not in) another segment of the workspace: its open membership rows."""
 
     type: Literal["membership"]
-    segment_id: int = Field(ge=1)
-    is_member: bool = Field(default=True, alias="in")
+    segment_id: Whole = Field(ge=1)
+    is_member: Flag = Field(default=True, alias="in")
 
 
 class _NotAvailable(BaseModel):
