@@ -104,42 +104,56 @@ def admin_connection() -> psycopg.Connection:
 
 
 def backends_terminate(
-    admin: psycopg.Connection, application_name: str, *, busy_only: bool = False
-) -> list[str]:
-    """Terminate the server-side backends of the processes started with this name;
-    returns the state each was in ('active', 'idle in transaction', 'idle')."""
+    admin: psycopg.Connection,
+    application_name: str,
+    *,
+    busy_only: bool = False,
+    query_like: str = "%",
+) -> list[tuple[str, str]]:
+    """Terminate the server-side backends of the processes started with this name
+    (only those whose current or last statement is LIKE `query_like`); returns the
+    state each was in ('active', 'idle in transaction', 'idle') and that statement."""
     rows = admin.execute(
         """
-        SELECT pid, state FROM pg_stat_activity
+        SELECT pid, state, query FROM pg_stat_activity
          WHERE application_name = %s AND datname = current_database() AND pid <> pg_backend_pid()
            AND (NOT %s OR state IN ('active', 'idle in transaction'))
+           AND query LIKE %s
            -- Not a connection still being set up: killing every new connection too
            -- would be a database that is down, which is not this fault.
            AND backend_start < now() - interval '1 second'
         """,
-        [application_name, busy_only],
+        [application_name, busy_only, query_like],
     ).fetchall()
     killed = []
-    for pid, state in rows:
+    for pid, state, query in rows:
         if admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]:
-            killed.append(state or "")
+            killed.append((state or "", query or ""))
     return killed
 
 
 class BackendKiller(threading.Thread):
     """Terminates the named process's busy backends (a query running or a transaction
-    open), at most once every `interval` seconds, and every backend (idle ones too) once
-    every `all_every` seconds, until stopped; `killed` records the state each terminated
-    backend was in."""
+    open; with `query_like`, only while its statement is LIKE it), at most once every
+    `interval` seconds, and every backend (idle ones too) once every `all_every`
+    seconds, until stopped; `killed` records the state each terminated backend was in,
+    `statements` its statement."""
 
     def __init__(
-        self, application_name: str, *, interval: float = 0.4, all_every: float | None = None
+        self,
+        application_name: str,
+        *,
+        interval: float = 0.4,
+        all_every: float | None = None,
+        query_like: str = "%",
     ):
         super().__init__(daemon=True)
         self.application_name = application_name
         self.interval = interval
         self.all_every = all_every
+        self.query_like = query_like
         self.killed: list[str] = []
+        self.statements: list[str] = []
         self.stopping = threading.Event()
         self.error: BaseException | None = None
 
@@ -154,9 +168,13 @@ class BackendKiller(threading.Thread):
                     if everything:
                         everything_at = time.monotonic() + self.all_every
                     found = backends_terminate(
-                        admin, self.application_name, busy_only=not everything
+                        admin,
+                        self.application_name,
+                        busy_only=not everything,
+                        query_like="%" if everything else self.query_like,
                     )
-                    self.killed.extend(found)
+                    self.killed.extend(state for state, _ in found)
+                    self.statements.extend(statement for _, statement in found)
                     self.stopping.wait(self.interval if found else 0.02)
         except BaseException as error:  # reported by the test, not lost in the thread
             self.error = error

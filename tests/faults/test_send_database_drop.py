@@ -121,7 +121,9 @@ def test_database_connections_dropped_during_sends_double_nothing_and_skip_no_co
         executor.advance_enqueue(ids[start_at : start_at + 40])
 
     worker = scheduler = None
-    killer = BackendKiller(WORKER, interval=2.5, all_every=7.0)
+    # Busy backends whose statement touches the message table (the journey creating a
+    # message, the send job claiming, checking and recording them), and now and then all.
+    killer = BackendKiller(WORKER, interval=1.0, all_every=7.0, query_like="%delivery_message%")
     try:
         worker = start(worker_command(), application_name=WORKER, log=tmp_path / "worker.log", **environment)  # fmt: skip
         scheduler = start(["run_scheduler"], application_name=SCHEDULER, log=tmp_path / "scheduler.log", **environment)  # fmt: skip
@@ -175,8 +177,16 @@ def test_database_connections_dropped_during_sends_double_nothing_and_skip_no_co
     assert Enrollment.objects.filter(journey=journey, attempts__gt=0).count() == 0
     busy = Counter(killed)
     assert busy["active"] + busy["idle in transaction"] >= 3, f"too few faults: {busy}"
+    # Those that hit the send job itself (not the journey inserting the message rows).
+    in_send_job = sum(
+        1
+        for statement in killer.statements
+        if "delivery_message" in statement and not statement.lstrip().startswith("INSERT")
+    )
+    assert in_send_job >= 2, f"too few faults in the send job: {killer.statements}"
     print(
         f"\nsends under PostgreSQL drops: people={PEOPLE} emails_received={len(sink.received)} "
         f"allowed={len(allowed)} duplicates={duplicates} to_opted_out={to_opted_out} "
-        f"messages={dict(statuses)} backends_terminated={len(killed)} ({dict(busy)})"
+        f"messages={dict(statuses)} backends_terminated={len(killed)} ({dict(busy)}, "
+        f"{in_send_job} in the send job)"
     )
