@@ -82,6 +82,9 @@ def _pydantic_errors(data: Any, error: ValidationError) -> list[GraphError]:
     for item in error.errors():
         location = list(item["loc"])
         message = _plain(location, item["msg"].removeprefix("Value error, "))
+        if item["type"] == "union_tag_not_found":
+            # pydantic says "Unable to extract tag using discriminator 'type'".
+            message = f"needs a {item['ctx']['discriminator']} field"
         node = ""
         if location[:1] == ["nodes"] and len(location) > 1 and isinstance(location[1], int):
             node = _raw_node_id(data, location[1])

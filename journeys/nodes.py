@@ -19,7 +19,7 @@ import re
 from datetime import datetime, time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from segments.rules import PropertyFilter
 
@@ -34,6 +34,11 @@ class _Model(BaseModel):
 
 
 Filters = Annotated[list[PropertyFilter], Field(max_length=20)]
+# Numbers and flags as JSON sends them: pydantic's lax mode would read `true` as 1 (a
+# one-second wait, template 1) and "yes" as true.
+Whole = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]
+Flag = Annotated[bool, Strict()]
 NodeId = Annotated[str, Field(pattern=NODE_ID)]
 
 
@@ -48,7 +53,7 @@ class EventTrigger(_Model):
 
 class SegmentTrigger(_Model):
     kind: Literal["segment"] = "segment"
-    segment_id: int = Field(gt=0)
+    segment_id: Whole = Field(gt=0)
     on: Literal["entered", "exited"] = "entered"
 
 
@@ -56,7 +61,7 @@ class ScheduleTrigger(_Model):
     """Everyone in a segment enters at a date (once) or on a cron schedule."""
 
     kind: Literal["schedule"] = "schedule"
-    segment_id: int = Field(gt=0)
+    segment_id: Whole = Field(gt=0)
     cron: str = ""
     at: datetime | None = None
     time_zone: str = "UTC"
@@ -92,7 +97,7 @@ class TriggerNode(_Model):
 
 class WaitDuration(_Model):
     kind: Literal["duration"] = "duration"
-    seconds: int = Field(ge=1, le=MAX_WAIT_SECONDS)
+    seconds: Whole = Field(ge=1, le=MAX_WAIT_SECONDS)
 
 
 class WaitUntilDate(_Model):
@@ -106,7 +111,7 @@ class WaitUntilTime(_Model):
 
     kind: Literal["until_time"] = "until_time"
     at: time
-    weekdays: list[Annotated[int, Field(ge=0, le=6)]] = []
+    weekdays: list[Annotated[Whole, Field(ge=0, le=6)]] = []
     fallback_time_zone: str = "UTC"
 
 
@@ -114,14 +119,14 @@ class WaitForEvent(_Model):
     kind: Literal["event"] = "event"
     event: str = Field(min_length=1, max_length=200)
     filters: Filters = []
-    timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_WAIT_SECONDS)
+    timeout_seconds: Whole | None = Field(default=None, ge=1, le=MAX_WAIT_SECONDS)
 
 
 class WaitForSegment(_Model):
     kind: Literal["segment"] = "segment"
-    segment_id: int = Field(gt=0)
+    segment_id: Whole = Field(gt=0)
     on: Literal["entered", "exited"] = "entered"
-    timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_WAIT_SECONDS)
+    timeout_seconds: Whole | None = Field(default=None, ge=1, le=MAX_WAIT_SECONDS)
 
 
 Wait = Annotated[
@@ -179,7 +184,7 @@ class ConditionNode(_Model):
 class Variant(_Model):
     key: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,32}$")]
     name: str = Field(default="", max_length=100)
-    weight: int = Field(ge=0, le=10_000)
+    weight: Whole = Field(ge=0, le=10_000)
 
 
 class SplitNode(_Model):
@@ -190,7 +195,7 @@ class SplitNode(_Model):
     id: NodeId
     type: Literal["split"]
     variants: Annotated[list[Variant], Field(min_length=1, max_length=10)]
-    holdout_percent: float = Field(default=0, ge=0, le=50)
+    holdout_percent: Number = Field(default=0, ge=0, le=50)
 
     @model_validator(mode="after")
     def _variants(self) -> SplitNode:
@@ -212,9 +217,9 @@ CHANNELS = ("email", "sms", "push", "web_push", "whatsapp", "in_app", "webhook")
 class SendMessage(_Model):
     kind: Literal["message"] = "message"
     channel: Literal["email", "sms", "push", "web_push", "whatsapp", "in_app", "webhook"]
-    template_id: int = Field(gt=0)
+    template_id: Whole = Field(gt=0)
     # Per split variant (the variant the profile was assigned upstream): other templates.
-    variant_templates: dict[str, Annotated[int, Field(gt=0)]] = {}
+    variant_templates: dict[str, Annotated[Whole, Field(gt=0)]] = {}
 
 
 class UpdateAttribute(_Model):
@@ -234,12 +239,12 @@ class CallWebhook(_Model):
     """A webhook template (its URL, headers and body) rendered for the profile."""
 
     kind: Literal["webhook"] = "webhook"
-    template_id: int = Field(gt=0)
+    template_id: Whole = Field(gt=0)
 
 
 class StaticSegmentChange(_Model):
     kind: Literal["segment"] = "segment"
-    segment_id: int = Field(gt=0)
+    segment_id: Whole = Field(gt=0)
     op: Literal["add", "remove"] = "add"
 
 
@@ -257,7 +262,7 @@ class ActionNode(_Model):
 
 class FallbackStep(_Model):
     channel: Literal["email", "sms", "push", "web_push", "whatsapp", "in_app"]
-    template_id: int = Field(gt=0)
+    template_id: Whole = Field(gt=0)
 
 
 class FallbackNode(_Model):
@@ -269,7 +274,7 @@ class FallbackNode(_Model):
     type: Literal["fallback"]
     chain: Annotated[list[FallbackStep], Field(min_length=2, max_length=6)]
     not_engaged: Literal["", "opened", "clicked"] = ""
-    within_seconds: int | None = Field(default=None, ge=60, le=30 * 24 * 3600)
+    within_seconds: Whole | None = Field(default=None, ge=60, le=30 * 24 * 3600)
 
     @model_validator(mode="after")
     def _engagement(self) -> FallbackNode:
@@ -288,7 +293,7 @@ class GoalNode(_Model):
     type: Literal["goal"]
     event: str = Field(min_length=1, max_length=200)
     filters: Filters = []
-    window_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=MAX_WAIT_SECONDS)
+    window_seconds: Whole = Field(default=7 * 24 * 3600, ge=60, le=MAX_WAIT_SECONDS)
 
 
 class ExitNode(_Model):
@@ -320,7 +325,7 @@ class Edge(_Model):
 
 class Reentry(_Model):
     mode: Literal["never", "after_days", "always"] = "never"
-    days: int | None = Field(default=None, ge=1, le=3650)
+    days: Whole | None = Field(default=None, ge=1, le=3650)
 
     @model_validator(mode="after")
     def _days(self) -> Reentry:
@@ -335,12 +340,12 @@ class ConversionGoal(_Model):
 
     event: str = Field(min_length=1, max_length=200)
     filters: Filters = []
-    window_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=MAX_WAIT_SECONDS)
+    window_seconds: Whole = Field(default=7 * 24 * 3600, ge=60, le=MAX_WAIT_SECONDS)
 
 
 class FrequencyCap(_Model):
-    messages: int = Field(ge=1, le=1000)
-    per_seconds: int = Field(ge=60, le=90 * 24 * 3600)
+    messages: Whole = Field(ge=1, le=1000)
+    per_seconds: Whole = Field(ge=60, le=90 * 24 * 3600)
 
 
 class QuietHours(_Model):
@@ -353,17 +358,17 @@ class QuietHours(_Model):
 
 class JourneySettings(_Model):
     reentry: Reentry = Reentry()
-    entry_limit: int | None = Field(default=None, ge=1)
+    entry_limit: Whole | None = Field(default=None, ge=1)
     goal: ConversionGoal | None = None
     frequency_cap: FrequencyCap | None = None
     quiet_hours: QuietHours | None = None
-    send_rate_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
-    shadow_mode: bool = False
+    send_rate_per_minute: Whole | None = Field(default=None, ge=1, le=1_000_000)
+    shadow_mode: Flag = False
     # The subscription topic its messages go under (a delivery Topic key; "" none).
     topic: str = Field(default="", max_length=64, pattern=r"^[-a-z0-9_]*$")
     # Receipts, password resets: exempt from frequency caps and quiet hours (never from
     # unsubscribes or the suppression list).
-    transactional: bool = False
+    transactional: Flag = False
 
 
 class Definition(_Model):
