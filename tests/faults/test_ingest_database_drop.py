@@ -21,7 +21,7 @@ from django.db.models import Count
 
 from engagement_site.workspaces.services import AuditContext, api_key_create
 from segments.models import Event, EventMessageId
-from tests.faults.postgres_faults import BackendKiller, soak_size, start_daphne, stop
+from tests.faults.postgres_faults import BackendKiller, free_port, soak_size, start_daphne, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -169,3 +169,28 @@ def test_database_connections_dropped_during_ingest_lose_and_double_nothing(work
         f"lost={lost} half_stored={half_stored} answers_503={statuses[503]} "
         f"backends_terminated={len(killed)} ({dict(busy)}) in {seconds:.1f} s"
     )
+
+
+def test_a_database_that_cannot_be_reached_gets_a_503_json_answer_not_a_500(tmp_path):
+    """Daphne whose database does not answer (nothing listens on its port): the write
+    key cannot be looked up and the batch cannot be stored; the client gets a 503 JSON
+    error it can retry, not Django's 500 page."""
+    dead = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
+    server, base = start_daphne(
+        application_name=WEB, log=tmp_path / "daphne.log", DATABASE_URL=dead,
+        DATABASE_POOL_TIMEOUT="1",
+    )  # fmt: skip
+    try:
+        response = httpx.post(
+            f"{base}/v1/batch", auth=("wk_anything", ""), timeout=30,
+            json={"batch": [{"type": "track", "event": "Seen", "userId": "u1", "messageId": "m1"}]},
+        )  # fmt: skip
+    finally:
+        stop(server)
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == {
+        "code": "database_unavailable",
+        "message": "The database is unavailable; retry later.",
+    }
