@@ -197,9 +197,9 @@ def test_workers_killed_again_and_again_send_once_and_never_to_the_opted_out(wor
         messages = Message.objects.filter(journey=journey)
         # Kills are paced by the work, so they land in the middle of it however fast the
         # machine is: whenever about another 1/(KILLS + 1) of the people have finished (of
-        # the messages, for send workers), one worker of that kind that is up and working
-        # dies by SIGKILL and is started again, while its twin works on. On a quiet
-        # machine that is a kill every few seconds.
+        # the messages, for send workers), a worker of that kind that is up and working
+        # dies by SIGKILL and is started again (its twin works on, unless it is still
+        # starting from its own kill). On a quiet machine that is a kill every few seconds.
         kinds = {
             "journeys": (lambda: enrollments.filter(state="exited").count(), PEOPLE_UNDER_KILLS),
             "delivery": (lambda: messages.exclude(status="queued").count(), 2 * PEOPLE_UNDER_KILLS),
@@ -219,7 +219,7 @@ def test_workers_killed_again_and_again_send_once_and_never_to_the_opted_out(wor
             for kind, (progress, total) in kinds.items():
                 done = progress()
                 mine = sorted(role for role in ready if role.startswith(kind))
-                if done >= kill_at[kind] and done < total and len(mine) == 2:
+                if done >= kill_at[kind] and done < total and mine:
                     stack.kill(chance.choice(mine))
                     kill_at[kind] = done + total / (KILLS + 1) * chance.uniform(0.6, 1.0)
 
@@ -240,7 +240,7 @@ def test_workers_killed_again_and_again_send_once_and_never_to_the_opted_out(wor
     kills = {
         kind: sum(n for role, n in stack.kills.items() if role.startswith(kind)) for kind in kinds
     }
-    # A kill waits for both workers of its kind to be up, so a slow start can skip one.
+    # (The last share of the work can finish before its kill comes.)
     assert kills["journeys"] >= KILLS // 2 and kills["delivery"] >= KILLS // 2, kills
     assert dict(enrollments.values_list("state").annotate(n=Count("pk"))) == {
         "exited": PEOPLE_UNDER_KILLS
