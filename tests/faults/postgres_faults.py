@@ -50,6 +50,13 @@ def product_environment(application_name: str, **extra: str) -> dict[str, str]:
     return environment
 
 
+def worker_command() -> list[str]:
+    """The RQ worker as runstack starts it: its class, all queues, RQ's own scheduler."""
+    from engagement_site.management.commands.runstack import QUEUES, WORKER_CLASS
+
+    return ["rqworker", *QUEUES, "--worker-class", WORKER_CLASS, "--with-scheduler"]
+
+
 def start(
     command: list[str], *, application_name: str, log: Path, **extra: str
 ) -> subprocess.Popen:

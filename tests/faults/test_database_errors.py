@@ -33,7 +33,10 @@ def _wrapped(cause: Exception, wrapper=django.db.OperationalError) -> Exception:
         (_wrapped(psycopg.errors.QueryCanceled("statement timeout")), False),
         (_wrapped(psycopg.errors.DeadlockDetected("deadlock")), False),
         (_wrapped(psycopg.errors.UniqueViolation("duplicate"), django.db.IntegrityError), False),
-        (_wrapped(psycopg.errors.UndefinedTable("no such table"), django.db.ProgrammingError), False),
+        (
+            _wrapped(psycopg.errors.UndefinedTable("no such table"), django.db.ProgrammingError),
+            False,
+        ),
         (ValueError("not a database error"), False),
     ],
 )

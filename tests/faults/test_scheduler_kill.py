@@ -28,8 +28,7 @@ from journeys import executor, services
 from journeys.models import Enrollment, ScheduleRun, StepLog
 from segments.models import Profile, Segment, SegmentMembership
 from tests.delivery.conftest import SmtpSink
-from tests.faults.postgres_faults import free_port, soak_size, start, stop
-from tests.faults.test_send_database_drop import worker_command
+from tests.faults.postgres_faults import free_port, soak_size, start, stop, worker_command
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

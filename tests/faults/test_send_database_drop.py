@@ -27,7 +27,14 @@ from journeys import executor, services
 from journeys.models import Enrollment, Journey, StepLog
 from segments.models import Profile
 from tests.delivery.conftest import SmtpSink
-from tests.faults.postgres_faults import BackendKiller, free_port, soak_size, start, stop
+from tests.faults.postgres_faults import (
+    BackendKiller,
+    free_port,
+    soak_size,
+    start,
+    stop,
+    worker_command,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,13 +50,6 @@ def _unsubscribed(index: int) -> bool:
 
 def _suppressed(index: int) -> bool:
     return index % 10 == 7
-
-
-def worker_command() -> list[str]:
-    """The worker as runstack starts it (its class and queues)."""
-    from engagement_site.management.commands.runstack import QUEUES, WORKER_CLASS
-
-    return ["rqworker", *QUEUES, "--worker-class", WORKER_CLASS, "--with-scheduler"]
 
 
 def _journey(workspace):
