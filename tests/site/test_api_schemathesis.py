@@ -16,9 +16,11 @@ every operation, and a role refused must get 403 naming the permission (or 404 f
 URL the API does not have) before any input is read.
 
 Checks on every response: no 5xx, the status code is one the schema documents for the
-operation, the content type and the body match the schema. Path parameters are mostly
+operation, the content type and the body match the schema, and a method the operation
+does not have answers 405 with Allow. Path parameters are mostly
 ids of objects seeded in the test's workspace (a profile with events, a segment, a
-draft and a live journey, a template, an API key), so operations reach their real
+draft and a live journey, a template, an asset in a folder, an event schema, an API
+key), so operations reach their real
 work rather than 404.
 """
 
@@ -30,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import schemathesis
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
@@ -40,11 +43,13 @@ from hypothesis import strategies as st
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from content import services as content_services
+from content.assets import asset_folder_create, asset_upload
 from engagement_site.workspaces.roles import Role, role_has_permission
 from engagement_site.workspaces.services import AuditContext, api_key_create, workspace_create
 from journeys import services as journey_services
-from segments.models import Event, Identity, Profile, Segment
+from segments.models import Event, EventSchema, Identity, Profile, Segment
 from tests.conftest import SETUP, _user
+from tests.content import samples
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(600)]
 
@@ -56,6 +61,8 @@ CHECKS = [
     openapi_checks.status_code_conformance,
     openapi_checks.content_type_conformance,
     openapi_checks.response_schema_conformance,
+    # A method the operation does not have: 405 with Allow.
+    openapi_checks.unsupported_method,
 ]
 MAX_EXAMPLES = 8
 
@@ -144,6 +151,18 @@ def seeded(db):
         content={"default": {"subject": "Hi {{ first_name }}", "html": "<p>Hello</p>"}},
         context=context,
     )
+    folder = asset_folder_create(workspace=workspace, name="Banners", context=context)
+    asset = asset_upload(
+        workspace=workspace,
+        uploaded_file=SimpleUploadedFile("banner.png", samples.png(), content_type="image/png"),
+        folder=folder,
+        context=context,
+    )
+    event_schema = EventSchema.objects.create(
+        workspace=workspace,
+        event_name="order_completed",
+        properties={"value": {"type": "number", "required": True}},
+    )
     draft = journey_services.journey_create(
         workspace=workspace, name="Draft", definition=API_JOURNEY, context=context
     )
@@ -157,6 +176,9 @@ def seeded(db):
             "profile_id": [profile.pk],
             "segment_id": [segment.pk],
             "template_id": [template.pk],
+            "folder_id": [folder.pk],
+            "asset_id": [asset.pk],
+            "event_schema_id": [event_schema.pk],
             "journey_id": [draft.pk, published.pk],
             "node_id": ["api", "tag"],
             "api_key_id": [spare_key.pk],
