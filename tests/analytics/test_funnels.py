@@ -532,7 +532,7 @@ def test_reports_api_needs_a_member_of_the_workspace(shop, other_workspace, owne
         "/api/v1/metrics/funnel", FUNNEL, content_type="application/json",
         headers={"X-Workspace": shop.slug},
     )  # fmt: skip
-    assert (anonymous.status_code, anonymous.json()["code"]) == (404, "not_found")
+    assert (anonymous.status_code, anonymous.json()["code"]) == (401, "not_authenticated")
     # A session of Acme's owner naming Globex: no such workspace for them.
     response = owner_client.post(
         "/api/v1/metrics/funnel", FUNNEL, content_type="application/json",
