@@ -154,7 +154,8 @@ class Stack:
         )  # fmt: skip
 
     def worker(self, role: str, *queues: str) -> None:
-        self.start(role, ["rqworker", *queues, "--worker-class", "rq.worker.SimpleWorker"])
+        """An RQ worker on these queues, of the class runstack starts."""
+        self.start(role, ["rqworker", *queues, "--worker-class", "engagement_site.jobs.Worker"])
 
     def ready(self) -> set[str]:
         """The workers that are up: registered with RQ under their process id (Django

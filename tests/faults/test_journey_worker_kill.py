@@ -87,7 +87,7 @@ def _worker() -> subprocess.Popen:
     environment = {**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict)}
     environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     return subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "journeys", "--worker-class", "rq.worker.SimpleWorker"],
+        [sys.executable, "manage.py", "rqworker", "journeys", "--worker-class", "engagement_site.jobs.Worker"],
         cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
