@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import httpx
 import psycopg
 from django.db import connection
 
+from tests.delivery.conftest import free_port
 from tests.e2e.conftest import database_url_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,12 +29,6 @@ SOAK = os.environ.get("SOAK", "") not in ("", "0")
 def soak_size(quick: int, soak: int) -> int:
     """`quick` in `make test`, `soak` when SOAK is set."""
     return soak if SOAK else quick
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def product_environment(application_name: str, **extra: str) -> dict[str, str]:

@@ -30,17 +30,12 @@ from journeys import services
 from tests.delivery.conftest import free_port
 from tests.delivery.local_http import Receiver
 from tests.e2e.conftest import database_url_of
+from tests.faults.postgres_faults import soak_size  # noqa: F401 (the tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 EDITOR = AuditContext.system("fault test")
-SOAK = os.environ.get("SOAK", "") not in ("", "0")
 TOPIC = "news"
-
-
-def soak_size(default: int, soak: int) -> int:
-    """`default` under `make test`; `soak` under `make soak` (SOAK=1)."""
-    return soak if SOAK else default
 
 
 # --------------------------------------------------------------------------- receivers

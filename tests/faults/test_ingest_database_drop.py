@@ -86,6 +86,8 @@ class Sender(threading.Thread):
             self.error = error
 
 
+@pytest.mark.soak
+@pytest.mark.timeout(soak_size(300, 3600))
 def test_database_connections_dropped_during_ingest_lose_and_double_nothing(workspace, tmp_path):
     write_key = api_key_create(
         workspace=workspace, kind="write", name="faults", context=AuditContext.system("test")

@@ -66,6 +66,8 @@ def _at(started: float, seconds: float) -> None:
     time.sleep(max(0.0, started + seconds - time.monotonic()))
 
 
+@pytest.mark.soak
+@pytest.mark.timeout(soak_size(300, 3600))
 def test_the_scheduler_killed_while_work_falls_due_loses_and_repeats_nothing(workspace, tmp_path):
     template = content_services.template_create(
         workspace=workspace, name="Hello", channel="email",

@@ -77,6 +77,8 @@ def _journey(workspace):
     return journey, version
 
 
+@pytest.mark.soak
+@pytest.mark.timeout(soak_size(300, 3600))
 def test_database_connections_dropped_during_sends_double_nothing_and_skip_no_consent(
     workspace, tmp_path
 ):
