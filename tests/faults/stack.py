@@ -10,6 +10,7 @@ Idempotency-Key), never read back from the app's own tables."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -209,14 +210,49 @@ def wait_until(condition, *, timeout: float, message, interval: float = 0.2, tic
 # --------------------------------------------------------------------------- journey
 
 
-def sending_journey(workspace, receiver: Receiver):
-    """Published: an API trigger, a trait update, an email, a webhook, then exit. Its
-    messages go under the topic "news"."""
-    email = content_services.template_create(
+def _email_template(workspace):
+    return content_services.template_create(
         workspace=workspace, name="Hello", channel="email",
         content={"default": {"subject": "Hi {{ profile.user_id }}", "html": "<p>Hi</p>"}},
         context=EDITOR,
     )  # fmt: skip
+
+
+def _published(workspace, nodes: list[dict], settings: dict | None = None):
+    """A journey of these nodes one after the other, published: (journey, version)."""
+    definition = {
+        "nodes": nodes,
+        "edges": [
+            {"source": before["id"], "target": after["id"]}
+            for before, after in itertools.pairwise(nodes)
+        ],
+        **({"settings": settings} if settings else {}),
+    }
+    journey = services.journey_create(
+        workspace=workspace, name="Greeting", context=EDITOR, definition=definition
+    )
+    version = services.journey_publish(journey=journey, context=EDITOR)
+    journey.refresh_from_db()
+    return journey, version
+
+
+def _greeting_nodes(email_template_id: int) -> list[dict]:
+    return [
+        {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+        {"id": "tag", "type": "action", "action": {"kind": "update_attribute", "trait": "greeted", "value": True}},
+        {"id": "mail", "type": "action", "action": {"kind": "message", "channel": "email", "template_id": email_template_id}},
+    ]  # fmt: skip
+
+
+def greeting_journey(workspace):
+    """Published: an API trigger, a trait update, an email, then exit."""
+    nodes = [*_greeting_nodes(_email_template(workspace).pk), {"id": "end", "type": "exit"}]
+    return _published(workspace, nodes)
+
+
+def sending_journey(workspace, receiver: Receiver):
+    """Published: an API trigger, a trait update, an email, a webhook, then exit. Its
+    messages go under the topic "news"."""
     hook = content_services.template_create(
         workspace=workspace, name="CRM", channel="webhook",
         content={"default": {
@@ -225,26 +261,12 @@ def sending_journey(workspace, receiver: Receiver):
         }},
         context=EDITOR,
     )  # fmt: skip
-    definition = {
-        "nodes": [
-            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
-            {"id": "tag", "type": "action", "action": {"kind": "update_attribute", "trait": "greeted", "value": True}},
-            {"id": "mail", "type": "action", "action": {"kind": "message", "channel": "email", "template_id": email.pk}},
-            {"id": "hook", "type": "action", "action": {"kind": "webhook", "template_id": hook.pk}},
-            {"id": "end", "type": "exit"},
-        ],
-        "edges": [
-            {"source": "api", "target": "tag"}, {"source": "tag", "target": "mail"},
-            {"source": "mail", "target": "hook"}, {"source": "hook", "target": "end"},
-        ],
-        "settings": {"topic": TOPIC},
-    }  # fmt: skip
-    journey = services.journey_create(
-        workspace=workspace, name="Greeting", context=EDITOR, definition=definition
-    )
-    version = services.journey_publish(journey=journey, context=EDITOR)
-    journey.refresh_from_db()
-    return journey, version
+    nodes = [
+        *_greeting_nodes(_email_template(workspace).pk),
+        {"id": "hook", "type": "action", "action": {"kind": "webhook", "template_id": hook.pk}},
+        {"id": "end", "type": "exit"},
+    ]
+    return _published(workspace, nodes, settings={"topic": TOPIC})
 
 
 @dataclass

@@ -32,10 +32,9 @@ from django.db.models import Count
 from django.utils import timezone
 from rq import SimpleWorker
 
-from content import services as content_services
 from delivery.models import Message
 from engagement_site.workspaces.services import AuditContext
-from journeys import executor, services
+from journeys import executor
 from journeys.models import Enrollment, StepLog
 from segments.models import Profile
 from tests.delivery.local_http import Receiver
@@ -46,6 +45,7 @@ from tests.faults.stack import (
     Tally,
     audience,
     enroll_all,
+    greeting_journey,
     sending_journey,
     soak_size,
     wait_until,
@@ -59,30 +59,6 @@ PEOPLE = 400
 EDITOR = AuditContext.system("fault test")
 
 
-def _journey(workspace):
-    template = content_services.template_create(
-        workspace=workspace, name="Hello", channel="email",
-        content={"default": {"subject": "Hi", "html": "<p>Hi</p>"}}, context=EDITOR,
-    )  # fmt: skip
-    definition = {
-        "nodes": [
-            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
-            {"id": "tag", "type": "action", "action": {"kind": "update_attribute", "trait": "greeted", "value": True}},
-            {"id": "mail", "type": "action", "action": {"kind": "message", "channel": "email", "template_id": template.pk}},
-            {"id": "end", "type": "exit"},
-        ],
-        "edges": [
-            {"source": "api", "target": "tag"}, {"source": "tag", "target": "mail"}, {"source": "mail", "target": "end"},
-        ],
-    }  # fmt: skip
-    journey = services.journey_create(
-        workspace=workspace, name="Greeting", context=EDITOR, definition=definition
-    )
-    version = services.journey_publish(journey=journey, context=EDITOR)
-    journey.refresh_from_db()
-    return journey, version
-
-
 def _worker() -> subprocess.Popen:
     environment = {**os.environ, "DATABASE_URL": database_url_of(connection.settings_dict)}
     environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
@@ -93,7 +69,7 @@ def _worker() -> subprocess.Popen:
 
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(workspace):
-    journey, version = _journey(workspace)
+    journey, version = greeting_journey(workspace)
     profiles = Profile.objects.bulk_create(
         [Profile(workspace=workspace, user_id=f"u{index:04d}") for index in range(PEOPLE)]
     )

@@ -19,11 +19,10 @@ from aiosmtpd.controller import Controller
 from django.db.models import Count
 from django.utils import timezone
 
-from content import services as content_services
 from delivery import services as delivery_services
 from delivery.models import Message
 from engagement_site.workspaces.services import AuditContext
-from journeys import executor, services
+from journeys import executor
 from journeys.models import Enrollment, Journey, StepLog
 from segments.models import Profile
 from tests.delivery.conftest import SmtpSink
@@ -35,6 +34,7 @@ from tests.faults.postgres_faults import (
     stop,
     worker_command,
 )
+from tests.faults.stack import greeting_journey
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,37 +52,12 @@ def _suppressed(index: int) -> bool:
     return index % 10 == 7
 
 
-def _journey(workspace):
-    template = content_services.template_create(
-        workspace=workspace, name="Hello", channel="email",
-        content={"default": {"subject": "Hi {{ profile.user_id }}", "html": "<p>Hi</p>"}},
-        context=EDITOR,
-    )  # fmt: skip
-    definition = {
-        "nodes": [
-            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
-            {"id": "tag", "type": "action", "action": {"kind": "update_attribute", "trait": "greeted", "value": True}},
-            {"id": "mail", "type": "action", "action": {"kind": "message", "channel": "email", "template_id": template.pk}},
-            {"id": "end", "type": "exit"},
-        ],
-        "edges": [
-            {"source": "api", "target": "tag"}, {"source": "tag", "target": "mail"}, {"source": "mail", "target": "end"},
-        ],
-    }  # fmt: skip
-    journey = services.journey_create(
-        workspace=workspace, name="Greeting", context=EDITOR, definition=definition
-    )
-    version = services.journey_publish(journey=journey, context=EDITOR)
-    journey.refresh_from_db()
-    return journey, version
-
-
 @pytest.mark.soak
 @pytest.mark.timeout(soak_size(300, 3600))
 def test_database_connections_dropped_during_sends_double_nothing_and_skip_no_consent(
     workspace, tmp_path
 ):
-    journey, version = _journey(workspace)
+    journey, version = greeting_journey(workspace)
     profiles = Profile.objects.bulk_create(
         [
             Profile(workspace=workspace, user_id=f"p{index:04d}", email=f"p{index:04d}@example.com")
