@@ -15,7 +15,6 @@ import re
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
-from django.urls import URLPattern, URLResolver, get_resolver
 from playwright.sync_api import expect
 
 from content.models import Asset, Template
@@ -28,6 +27,7 @@ from journeys.models import Journey
 from segments.importers import import_draft_create
 from segments.models import ImportJob, Profile, Segment
 from tests.e2e import conftest as e2e_fixtures
+from tests.urlconf import url_patterns
 
 app_server = e2e_fixtures.app_server
 browser = e2e_fixtures.browser
@@ -165,13 +165,8 @@ NOT_PAGES: dict[str, str] = {
 }
 
 
-def _routes(resolver=None, prefix: str = ""):
-    for entry in (resolver or get_resolver()).url_patterns:
-        route = prefix + str(entry.pattern)
-        if isinstance(entry, URLResolver):
-            yield from _routes(entry, route)
-        elif isinstance(entry, URLPattern):
-            yield route
+def _routes() -> list[str]:
+    return [route for route, _ in url_patterns()]
 
 
 def _reason(route: str) -> str | None:

@@ -38,7 +38,6 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.test import Client, override_settings
-from django.urls import URLPattern, URLResolver, get_resolver
 
 from analytics.value import customer_value_compute
 from content import services as content_services
@@ -64,6 +63,7 @@ from segments.importers import import_draft_create
 from segments.models import EventSchema, ImportJob, Profile, Segment
 from tests.conftest import PASSWORD, SETUP
 from tests.content import samples
+from tests.urlconf import url_patterns
 
 OWN, OTHER = "acme", "globex"
 ROLES = [role.value for role in Role]
@@ -118,17 +118,9 @@ class Route:
         return self.route
 
 
-def _walk(patterns, prefix: str = "") -> list[Route]:
-    found = []
-    for pattern in patterns:
-        if isinstance(pattern, URLResolver):
-            found += _walk(pattern.url_patterns, prefix + str(pattern.pattern))
-        elif isinstance(pattern, URLPattern):
-            found.append(Route(prefix + str(pattern.pattern), pattern.name or "", pattern.callback))
-    return found
-
-
-ALL_ROUTES = _walk(get_resolver().url_patterns)
+ALL_ROUTES = [
+    Route(route, pattern.name or "", pattern.callback) for route, pattern in url_patterns()
+]
 
 # URLs that are not inside one workspace, and why; each is checked elsewhere as said.
 OUTSIDE_WORKSPACES: dict[str, str] = {

@@ -5,26 +5,22 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 
 from engagement_site.workspaces.models import ApiKey, Membership
 from engagement_site.workspaces.roles import Role
 from engagement_site.workspaces.services import api_key_create
 from tests.conftest import SETUP, logged_in
+from tests.urlconf import url_patterns
 
 
-def _workspace_url_names(patterns=None, prefix="") -> list[tuple[str, str]]:
-    """Every named URL under /w/<workspace_slug>/ (found by walking the URLconf, so a
-    view added later is covered without touching this test)."""
-    found = []
-    for pattern in patterns if patterns is not None else get_resolver().url_patterns:
-        if isinstance(pattern, URLResolver):
-            found += _workspace_url_names(pattern.url_patterns, prefix + str(pattern.pattern))
-        elif isinstance(pattern, URLPattern) and pattern.name:
-            route = prefix + str(pattern.pattern)
-            if "<slug:workspace_slug>" in route:
-                found.append((pattern.name, route))
-    return found
+def _workspace_url_names() -> list[tuple[str, str]]:
+    """Every named URL under /w/<workspace_slug>/."""
+    return [
+        (pattern.name, route)
+        for route, pattern in url_patterns()
+        if pattern.name and "<slug:workspace_slug>" in route
+    ]
 
 
 WORKSPACE_URLS = _workspace_url_names()
