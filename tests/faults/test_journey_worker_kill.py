@@ -73,17 +73,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(workspace):
     profiles = Profile.objects.bulk_create(
         [Profile(workspace=workspace, user_id=f"u{index:04d}") for index in range(PEOPLE)]
     )
-    now = timezone.now()
-    Enrollment.objects.bulk_create(
-        [
-            Enrollment(
-                workspace=workspace, journey=journey, version=version, profile=profile,
-                state="active", current_node="api", next_run_at=now, context={"visits": {}},
-            )
-            for profile in profiles
-        ]
-    )  # fmt: skip
-    ids = list(Enrollment.objects.filter(journey=journey).values_list("pk", flat=True))
+    ids = enroll_all(journey, version, [profile.pk for profile in profiles])
     executor.advance_enqueue(ids)  # one job, one batch of 400
 
     worker = _worker()

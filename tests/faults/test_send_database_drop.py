@@ -17,7 +17,6 @@ from collections import Counter
 import pytest
 from aiosmtpd.controller import Controller
 from django.db.models import Count
-from django.utils import timezone
 
 from delivery import services as delivery_services
 from delivery.models import Message
@@ -34,7 +33,7 @@ from tests.faults.postgres_faults import (
     stop,
     worker_command,
 )
-from tests.faults.stack import greeting_journey
+from tests.faults.stack import enroll_all, greeting_journey
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -83,17 +82,7 @@ def test_database_connections_dropped_during_sends_double_nothing_and_skip_no_co
         "EMAIL_URL": f"smtp://127.0.0.1:{sink.port}?timeout=10",
         "SCHEDULER_INTERVAL_SECONDS": "1",
     }
-    now = timezone.now()
-    Enrollment.objects.bulk_create(
-        [
-            Enrollment(
-                workspace=workspace, journey=journey, version=version, profile=profile,
-                state="active", current_node="api", next_run_at=now, context={"visits": {}},
-            )
-            for profile in profiles
-        ]
-    )  # fmt: skip
-    ids = sorted(Enrollment.objects.filter(journey=journey).values_list("pk", flat=True))
+    ids = enroll_all(journey, version, [profile.pk for profile in profiles])
     for start_at in range(0, len(ids), 40):
         executor.advance_enqueue(ids[start_at : start_at + 40])
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engagement_site.workspaces.services import AuditContext
@@ -35,15 +35,10 @@ from journeys.graph import DefinitionError, check_definition
 from journeys.models import Journey, JourneyVersion
 from journeys.nodes import MAX_WAIT_SECONDS
 from tests.conftest import secret_key_client
+from tests.segments.test_rules_invalid import FUZZ as RULES_FUZZ
 from tests.segments.test_rules_invalid import broken_rules
 
-FUZZ = settings(
-    max_examples=25,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+FUZZ = settings(RULES_FUZZ, max_examples=25)
 API_FUZZ = settings(FUZZ, max_examples=4)
 
 TRIGGERS = st.sampled_from(
