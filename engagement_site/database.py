@@ -44,6 +44,16 @@ def connection_lost(error: BaseException) -> bool:
     return sqlstate is None or sqlstate.startswith(_LOST_SQLSTATE_PREFIXES)
 
 
+def pool_exhausted(error: BaseException) -> bool:
+    """Whether `error` is the shared pool's wait for a free connection running out: the
+    server is there but busy, so trying again at once only makes the caller wait the
+    pool's timeout again (answer 503 with Retry-After instead)."""
+    from psycopg_pool import PoolTimeout
+
+    cause = error.__cause__ if isinstance(error, DatabaseError) and error.__cause__ else error
+    return isinstance(cause, PoolTimeout)
+
+
 def connection_replace() -> None:
     """After a lost connection: drop it, and when the process shares a pool, check the
     pool's idle connections at once (one lost connection usually means a server

@@ -109,7 +109,9 @@ if env_bool("DATABASE_POOL", False):
 # against 131 ms (docs/performance.md). "server" leaves the server's setting (e.g. behind
 # a PgBouncer that refuses startup options).
 if env_str("DATABASE_JIT", "off", choices=("off", "server")) == "off":
-    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    # Added to any `options` DATABASE_URL carries (e.g. `-c search_path=...`).
+    _options["options"] = " ".join(filter(None, [_options.get("options", ""), "-c jit=off"]))
 # Lets two test runs share one PostgreSQL server without sharing a test database.
 DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -41,8 +41,9 @@ def _recently_pinged(key: str, now: float) -> bool:
     if until is not None and now < until:
         return True
     if len(_pinged_until) > 10_000:
-        for stale in [k for k, expiry in _pinged_until.items() if expiry <= now]:
-            del _pinged_until[stale]
+        # Threads of one process (Daphne's) may prune at once: copy, and pop.
+        for stale in [k for k, expiry in list(_pinged_until.items()) if expiry <= now]:
+            _pinged_until.pop(stale, None)
     return False
 
 

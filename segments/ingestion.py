@@ -52,7 +52,7 @@ from pydantic import (
     model_validator,
 )
 
-from engagement_site.database import connection_lost, connection_replace
+from engagement_site.database import connection_lost, connection_replace, pool_exhausted
 from engagement_site.workspaces.models import Workspace
 from segments.identity import ANONYMOUS_ID, USER_ID, IdentityGraph, ProfileState
 from segments.models import EventMessageId, EventSchema, IngestionSettings, RejectedEvent
@@ -519,7 +519,12 @@ def ingest_batch(
             # A lost connection rolled the batch back (or, lost during COMMIT, stored it
             # whole): either way its messageIds make running it again on a new
             # connection safe. Not inside a caller's transaction, which is gone too.
-            lost = connection_lost(error) and not connection.in_atomic_block
+            # Not after the pool's wait ran out: every try would wait its timeout again.
+            lost = (
+                connection_lost(error)
+                and not pool_exhausted(error)
+                and not connection.in_atomic_block
+            )
             retryable = lost or isinstance(
                 error.__cause__, psycopg.errors.UniqueViolation | psycopg.errors.DeadlockDetected
             )

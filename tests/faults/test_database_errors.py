@@ -9,7 +9,7 @@ import psycopg.errors
 import pytest
 from psycopg_pool import PoolTimeout
 
-from engagement_site.database import connection_lost, retry_on_connection_loss
+from engagement_site.database import connection_lost, pool_exhausted, retry_on_connection_loss
 
 
 def _wrapped(cause: Exception, wrapper=django.db.OperationalError) -> Exception:
@@ -54,3 +54,9 @@ def test_a_statement_error_is_not_retried(db):
     with pytest.raises(django.db.OperationalError):
         retry_on_connection_loss(work, first_delay=0)
     assert calls == [1]
+
+
+def test_only_the_pools_timeout_counts_as_an_exhausted_pool():
+    assert pool_exhausted(_wrapped(PoolTimeout("couldn't get a connection after 10.00 sec")))
+    assert not pool_exhausted(_wrapped(psycopg.errors.AdminShutdown("terminating connection")))
+    assert not pool_exhausted(_wrapped(psycopg.OperationalError("the connection is closed")))

@@ -191,3 +191,17 @@ def test_database_jit_server_keeps_the_servers_setting():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "None"
+
+
+def test_jit_off_is_added_to_the_options_database_url_carries():
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/app")
+    separator = "&" if "?" in url else "?"
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "import django; django.setup(); from django.conf import settings; "
+         "print(settings.DATABASES['default']['OPTIONS']['options'])"],
+        cwd=ROOT, env={**os.environ, "DATABASE_URL": f"{url}{separator}options=-c%20search_path%3Dpublic"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "-c search_path=public -c jit=off"
