@@ -50,6 +50,7 @@ from journeys import services as journey_services
 from segments.models import Event, EventSchema, Identity, Profile, Segment
 from tests.conftest import SETUP, _user
 from tests.content import samples
+from tests.journeys.test_journeys_api import API_JOURNEY
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(600)]
 
@@ -68,15 +69,6 @@ MAX_EXAMPLES = 8
 
 # Filled per test by the `seeded` fixture: the ids the path parameters are drawn from.
 SEEDED: dict[str, list] = {}
-
-API_JOURNEY = {
-    "nodes": [
-        {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
-        {"id": "tag", "type": "action", "action": {"kind": "update_attribute", "trait": "vip", "value": True}},
-        {"id": "end", "type": "exit"},
-    ],
-    "edges": [{"source": "api", "target": "tag"}, {"source": "tag", "target": "end"}],
-}  # fmt: skip
 
 
 @schema.hook
