@@ -215,7 +215,10 @@ def _system(plan: Plan, channel: str, workers: int, servers, log) -> dict[str, A
     while Message.objects.filter(workspace=workspace, status="queued").exists():
         if time.monotonic() > deadline:
             raise RuntimeError("delivery: the messages were not sent within an hour")
-        time.sleep(0.02)
+        # Every 20 ms at first, then at 1% of the time taken so far (at most every
+        # 0.2 s): the error stays under 1% while the polling's queries leave the CPU
+        # to the workers and PostgreSQL being measured.
+        time.sleep(min(0.2, max(0.02, (time.perf_counter() - started) / 100)))
     elapsed = time.perf_counter() - started
     statuses = dict(
         Message.objects.filter(workspace=workspace)
