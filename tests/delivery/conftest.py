@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 from dataclasses import dataclass, field
 
 import pytest
@@ -18,6 +17,7 @@ from delivery import channels as registry
 from tests.delivery.fake_twilio import FakeTwilio
 from tests.delivery.local_http import Receiver
 from tests.journeys.test_executor import EDITOR, _run_journey
+from tests.servers import free_port
 
 
 @dataclass
@@ -43,12 +43,6 @@ class SmtpSink:
 
     def to(self, address: str) -> list[email.message.EmailMessage]:
         return [message for message in self.received if message["To"] == address]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

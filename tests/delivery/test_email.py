@@ -23,8 +23,9 @@ from engagement_site.workspaces.models import AuditLog
 from journeys import executor, services
 from journeys.models import Enrollment
 from segments.models import Profile
-from tests.delivery.conftest import _email_template, free_port
+from tests.delivery.conftest import _email_template
 from tests.journeys.test_executor import EDITOR, _run_journey
+from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

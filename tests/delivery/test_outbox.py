@@ -11,9 +11,9 @@ from delivery.devmail import OutboxHandler
 from journeys import services
 from segments.models import Profile
 from tests.conftest import logged_in
-from tests.delivery.conftest import free_port
 from tests.delivery.test_email import _work
 from tests.journeys.test_executor import EDITOR
+from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

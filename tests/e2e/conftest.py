@@ -4,20 +4,13 @@ Debian's chromium (`make test` installs it; Playwright cannot download browsers 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pytest
-from django.db import connection
 from playwright.sync_api import sync_playwright
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
+from tests.servers import ARTIFACTS, free_port, server_environment, start_daphne, stop
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -30,45 +23,16 @@ CHROMIUM_ARGS = [
 ]
 
 
-def database_url_of(settings_dict: dict) -> str:
-    """DATABASE_URL with the database swapped for the one Django uses (the test database)."""
-    parsed = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parsed._replace(path=f"/{settings_dict['NAME']}"))
-
-
 @pytest.fixture(scope="session")
 def app_server(django_db_setup, django_db_blocker) -> str:
     """Daphne (the ASGI app with websockets) on a free port, using the test database."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        # Links that leave the app (public media addresses) point at this server.
-        "PUBLIC_URL": f"http://127.0.0.1:{port}",
-    }
-    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "daphne.log"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port), "engagement_site.asgi:application"],
-        cwd=ROOT, env=environment, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"{base}/login/", timeout=2)
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("Daphne did not start:\n" + log.read_text()) from None
-            time.sleep(0.2)
+    # Links that leave the app (public media addresses) point at this server.
+    environment = server_environment(PUBLIC_URL=base)
+    process = start_daphne(port, ARTIFACTS / "daphne.log", environment)
     yield base
-    process.terminate()
-    process.wait(timeout=20)
+    stop(process)
 
 
 @pytest.fixture(scope="module", autouse=True)

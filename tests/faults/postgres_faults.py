@@ -8,19 +8,17 @@ Sizes: SOAK=1 in the environment makes the runs bigger (`soak_size`)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import psycopg
 from django.db import connection
 
-from tests.delivery.conftest import free_port
-from tests.e2e.conftest import database_url_of
+from tests.servers import database_url_of, free_port, server_environment
+from tests.servers import start_daphne as start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SOAK = os.environ.get("SOAK", "") not in ("", "0")
@@ -33,15 +31,7 @@ def soak_size(quick: int, soak: int) -> int:
 
 def product_environment(application_name: str, **extra: str) -> dict[str, str]:
     """The environment `runstack` gives its children, pointed at the test database."""
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        "PGAPPNAME": application_name,
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    }
-    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    return environment
+    return server_environment(PGAPPNAME=application_name, PYTHONUNBUFFERED="1", **extra)
 
 
 def worker_command() -> list[str]:
@@ -66,35 +56,8 @@ def start_daphne(*, application_name: str, log: Path, **extra: str) -> tuple[sub
     """Daphne serving the ASGI app on a free port, as runstack runs it; returns the
     process and its base URL once it answers."""
     port = free_port()
-    daphne = str(Path(sys.executable).with_name("daphne"))
-    process = start(
-        [daphne, "--bind", "127.0.0.1", "--port", str(port), "engagement_site.asgi:application"],
-        application_name=application_name, log=log, **extra,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"{base}/healthz", timeout=2)
-            return process, base
-        except httpx.TransportError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("Daphne did not start:\n" + log.read_text()) from None
-            time.sleep(0.2)
-
-
-def stop(*processes: subprocess.Popen | None) -> None:
-    """SIGTERM (runstack's stop), then SIGKILL after a grace period."""
-    running = [process for process in processes if process is not None and process.poll() is None]
-    for process in running:
-        process.send_signal(signal.SIGTERM)
-    for process in running:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    process = start_server(port, log, product_environment(application_name, **extra))
+    return process, f"http://127.0.0.1:{port}"
 
 
 def admin_connection() -> psycopg.Connection:

@@ -11,7 +11,6 @@ Idempotency-Key), never read back from the app's own tables."""
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import subprocess
 import sys
@@ -20,21 +19,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
-from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from django.db import connection
 
 from content import services as content_services
 from engagement_site.workspaces.services import AuditContext
 from journeys import services
-from tests.delivery.conftest import free_port
 from tests.delivery.local_http import Receiver
-from tests.e2e.conftest import database_url_of
 from tests.faults.postgres_faults import soak_size  # noqa: F401 (the tests import it from here)
+from tests.servers import ARTIFACTS, ROOT, free_port, server_environment, start_daphne, stop
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 EDITOR = AuditContext.system("fault test")
 TOPIC = "news"
 
@@ -128,16 +122,13 @@ class Stack:
     def __init__(self, name: str, *, environment: dict[str, str]):
         ARTIFACTS.mkdir(exist_ok=True)
         self.log = (ARTIFACTS / f"{name}.log").open("a")
-        self.environment = {
-            **os.environ,
-            "DATABASE_URL": database_url_of(connection.settings_dict),
-            "SCHEDULER_INTERVAL_SECONDS": "1",
-            "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
-            "DEFAULT_FROM_EMAIL": "Acme <news@acme.example>",
-            "LOG_LEVEL": "WARNING",
+        self.environment = server_environment(
+            SCHEDULER_INTERVAL_SECONDS="1",
+            OUTBOUND_ALLOWED_NETWORKS="127.0.0.0/8",
+            DEFAULT_FROM_EMAIL="Acme <news@acme.example>",
+            LOG_LEVEL="WARNING",
             **environment,
-        }
-        self.environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        )
         self.commands: dict[str, list[str]] = {}
         self.processes: dict[str, subprocess.Popen] = {}
         self.kills: Counter = Counter()
@@ -355,48 +346,20 @@ class Daphne:
     across restarts, so connected clients come back to the same address."""
 
     def __init__(self, name: str):
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.log = (ARTIFACTS / f"{name}.log").open("a")
+        self.log = ARTIFACTS / f"{name}.log"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.environment = {
-            **os.environ,
-            "DATABASE_URL": database_url_of(connection.settings_dict),
-            "PUBLIC_URL": self.url,
-        }
-        self.environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        self.environment = server_environment(PUBLIC_URL=self.url)
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
     def start(self) -> None:
-        import httpx
-
-        daphne = str(Path(sys.executable).with_name("daphne"))
-        self.process = subprocess.Popen(
-            [daphne, "-b", "127.0.0.1", "-p", str(self.port), "engagement_site.asgi:application"],
-            cwd=ROOT, env=self.environment, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        self.process = start_daphne(self.port, self.log, self.environment, timeout=120)
         self.starts += 1
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(f"{self.url}/login/", timeout=2)
-                return
-            except httpx.TransportError:
-                assert self.process.poll() is None, "Daphne exited while starting"
-                assert time.monotonic() < deadline, "Daphne did not start"
-                time.sleep(0.2)
 
     def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
         """SIGTERM (a deploy) or SIGKILL (a crash)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(how)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop(self.process, how=how)
 
     def close(self) -> None:
         self.stop(signal.SIGKILL)
-        self.log.close()

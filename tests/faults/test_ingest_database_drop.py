@@ -21,7 +21,8 @@ from django.db.models import Count
 
 from engagement_site.workspaces.services import AuditContext, api_key_create
 from segments.models import Event, EventMessageId
-from tests.faults.postgres_faults import BackendKiller, free_port, soak_size, start_daphne, stop
+from tests.faults.postgres_faults import BackendKiller, soak_size, start_daphne
+from tests.servers import free_port, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -38,7 +38,6 @@ from journeys import executor
 from journeys.models import Enrollment, StepLog
 from segments.models import Profile
 from tests.delivery.local_http import Receiver
-from tests.e2e.conftest import database_url_of
 from tests.faults.stack import (
     SmtpServer,
     Stack,
@@ -51,6 +50,7 @@ from tests.faults.stack import (
     wait_until,
     webhook_arrivals,
 )
+from tests.servers import database_url_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

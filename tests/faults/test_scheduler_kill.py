@@ -28,7 +28,8 @@ from journeys import executor, services
 from journeys.models import Enrollment, ScheduleRun, StepLog
 from segments.models import Profile, Segment, SegmentMembership
 from tests.delivery.conftest import SmtpSink
-from tests.faults.postgres_faults import free_port, soak_size, start, stop, worker_command
+from tests.faults.postgres_faults import soak_size, start, worker_command
+from tests.servers import free_port, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

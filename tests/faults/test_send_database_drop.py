@@ -25,15 +25,9 @@ from journeys import executor
 from journeys.models import Enrollment, Journey, StepLog
 from segments.models import Profile
 from tests.delivery.conftest import SmtpSink
-from tests.faults.postgres_faults import (
-    BackendKiller,
-    free_port,
-    soak_size,
-    start,
-    stop,
-    worker_command,
-)
+from tests.faults.postgres_faults import BackendKiller, soak_size, start, worker_command
 from tests.faults.stack import enroll_all, greeting_journey
+from tests.servers import free_port, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,18 +7,13 @@ reporting success (on_error never called; Segment's client wants exactly 200).""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import django_rq
 import httpx
 import pytest
-from django.db import connection
 from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
 
@@ -26,9 +21,7 @@ from engagement_site.workspaces.services import api_key_create
 from segments.models import Event, Profile, RejectedEvent
 from segments.tasks import INGEST_QUEUE
 from tests.conftest import SETUP
-
-ROOT = Path(__file__).resolve().parents[2]
-LOG = ROOT / "test-artifacts" / "daphne-tracking.log"
+from tests.servers import ARTIFACTS, free_port, server_environment, start_daphne, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,35 +29,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(scope="module")
 def tracking_server(django_db_setup, django_db_blocker) -> str:
     """Daphne serving the app on a free port, on the test database and Redis."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = urlsplit(os.environ["DATABASE_URL"])
-    environment = {
-        **os.environ,
-        "DATABASE_URL": urlunsplit(url._replace(path=f"/{connection.settings_dict['NAME']}")),
-    }
-    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    LOG.parent.mkdir(exist_ok=True)
-    daphne = str(Path(sys.executable).with_name("daphne"))
-    process = subprocess.Popen(
-        [daphne, "-b", "127.0.0.1", "-p", str(port), "engagement_site.asgi:application"],
-        cwd=ROOT, env=environment, stdout=LOG.open("w"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.options(f"{base}/v1/batch", timeout=2)
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("Daphne did not start:\n" + LOG.read_text()) from None
-            time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(timeout=20)
+    port = free_port()
+    process = start_daphne(port, ARTIFACTS / "daphne-tracking.log", server_environment())
+    yield f"http://127.0.0.1:{port}"
+    stop(process)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,14 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Stack:
     def __init__(self, var_dir: Path):
-        self.port, self.smtp_port = _free_port(), _free_port()
+        self.port, self.smtp_port = free_port(), free_port()
         environment = {
             key: value
             for key, value in os.environ.items()
