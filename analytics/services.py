@@ -1,8 +1,12 @@
-"""Analytics writes: rebuilding the message counters from the message events."""
+"""Analytics writes: rebuilding the message counters from the message events, and
+folding the shards of past days together."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from django.db import connection, transaction
+from django.utils import timezone
 
 from analytics.models import MessageCounter
 from engagement_site.workspaces.models import Workspace
@@ -34,6 +38,51 @@ def metrics_rebuild(*, workspace: Workspace) -> int:
         MessageCounter.objects.filter(workspace=workspace).delete()
         cursor.execute(_REBUILD, [workspace.pk])
         return cursor.rowcount
+
+
+# Days this far behind today (UTC) take almost no new events, so their counters no
+# longer need shards: one row a key is what the reports read. A workspace's day may be
+# up to 14 hours ahead of UTC's, so the cut-off leaves two whole days sharded.
+COMPACT_AFTER_DAYS = 2
+
+_COMPACT = """
+WITH folded AS (
+    DELETE FROM analytics_messagecounter
+     WHERE day < %(before)s AND shard <> 0 AND (%(workspace)s::bigint IS NULL OR workspace_id = %(workspace)s)
+ RETURNING workspace_id, day, journey_id, journey_version_id, node_id, variant, channel, kind, count
+)
+INSERT INTO analytics_messagecounter
+    (workspace_id, day, journey_id, journey_version_id, node_id, variant, channel, kind, shard,
+     count)
+SELECT workspace_id, day, journey_id, journey_version_id, node_id, variant, channel, kind, 0,
+       sum(count)
+  FROM folded
+ GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+    ON CONFLICT (workspace_id, day, journey_id, journey_version_id, node_id, variant, channel,
+                 kind, shard)
+    DO UPDATE SET count = analytics_messagecounter.count + EXCLUDED.count
+"""
+
+
+def counters_compact(*, before: date, workspace_id: int | None = None) -> int:
+    """Fold every counter's shards of the days before `before` into its shard 0 (one
+    statement: the rows removed and the sums added commit together, so a reader's sum
+    never changes). A late event of such a day is counted in its shard again by the
+    trigger and folded by the next run. Returns the keys folded. Without it every
+    report reads up to 8 rows a key (docs/performance.md, Analytics)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_COMPACT, {"before": before, "workspace": workspace_id})
+        return cursor.rowcount
+
+
+def scheduler_duty() -> None:
+    """At most hourly (across scheduler restarts): fold the shards of past days."""
+    from django.core.cache import cache
+
+    if cache.get("duty:counters_compact"):
+        return
+    counters_compact(before=timezone.now().date() - timedelta(days=COMPACT_AFTER_DAYS))
+    cache.set("duty:counters_compact", "1", timeout=3600)  # a failure retries next tick
 
 
 def conversion_record(*, enrollment, event: dict, window_seconds: int, now) -> None:

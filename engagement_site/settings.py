@@ -489,6 +489,7 @@ SCHEDULER_DUTIES: list[str] = [
     "delivery.services.scheduler_duty",
     "analytics.value.scheduler_duty",  # daily customer value per workspace
     "analytics.exports.scheduler_duty",
+    "analytics.services.scheduler_duty",  # fold past days' counter shards, hourly
 ]
 
 # Warehouse exports (docs/analytics.md): once a UTC day is over, each workspace's

@@ -112,3 +112,71 @@ def test_counts_once_per_event_by_day_journey_node_variant_channel(workspace, ot
     assert _rows(workspace) == expected
     assert _stored(workspace) == stored
     assert counter_totals(workspace=other_workspace) == {"sent": 1}
+
+
+def test_past_days_shards_fold_into_one_row_and_every_sum_stays(workspace, other_workspace):
+    from django.conf import settings
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from analytics.services import COMPACT_AFTER_DAYS, counters_compact, scheduler_duty
+
+    now = timezone.now()
+    old, recent = now - timedelta(days=5), now - timedelta(hours=1)
+    sent: dict[str, list] = {"old": [], "recent": [], "elsewhere": []}
+    for index in range(12):
+        for when, space, label in (
+            (old, workspace, "old"),
+            (recent, workspace, "recent"),
+            (old, other_workspace, "elsewhere"),
+        ):
+            person = Profile.objects.create(workspace=space, user_id=f"{label}{index}")
+            message = Message.objects.create(
+                workspace=space, profile=person, idempotency_key=f"{label}{index}", channel="email"
+            )
+            message_status_record(message_id=message.pk, status="sent", at=when)
+            sent[label].append(message)
+    shards = {label: {m.pk % 8 for m in messages} for label, messages in sent.items()}
+    assert all(len(found) > 1 for found in shards.values())  # the rows to fold exist
+    sums, sums_elsewhere = _rows(workspace), _rows(other_workspace)
+    old_day, recent_day = old.date(), recent.date()
+    assert sums == [
+        (old_day, 0, "", "", "email", "sent", 12),
+        (recent_day, 0, "", "", "email", "sent", 12),
+    ]
+    before = now.date() - timedelta(days=COMPACT_AFTER_DAYS)
+
+    # One workspace: its old day becomes one row in shard 0; its recent day and the
+    # other workspace keep their shards; every sum is what it was.
+    assert counters_compact(before=before, workspace_id=workspace.pk) == 1
+    assert _rows(workspace) == sums
+    stored = _stored(workspace)
+    assert [row for row in stored if row[0] == old_day] == [
+        (old_day, 0, "", "", "email", "sent", 0, 12)
+    ]
+    assert {row[6] for row in stored if row[0] == recent_day} == shards["recent"]
+    assert {row[6] for row in _stored(other_workspace)} == shards["elsewhere"]
+
+    # Nothing left to fold there: a second run changes nothing.
+    assert counters_compact(before=before, workspace_id=workspace.pk) == 0
+    assert _stored(workspace) == stored
+
+    # A late event of the folded day is counted in its shard by the trigger, and the next
+    # run folds it too.
+    late = sent["old"][5]
+    message_status_record(message_id=late.pk, status="delivered", at=old + timedelta(minutes=5))
+    assert _rows(workspace) == sorted([*sums, (old_day, 0, "", "", "email", "delivered", 1)])
+    if late.pk % 8:
+        assert (old_day, 0, "", "", "email", "delivered", late.pk % 8, 1) in _stored(workspace)
+
+    # The scheduler's duty folds every workspace's past days, at most hourly.
+    assert "analytics.services.scheduler_duty" in settings.SCHEDULER_DUTIES
+    cache.delete("duty:counters_compact")
+    scheduler_duty()
+    assert [row for row in _stored(workspace) if row[0] == old_day] == [
+        (old_day, 0, "", "", "email", "delivered", 0, 1),
+        (old_day, 0, "", "", "email", "sent", 0, 12),
+    ]
+    assert _stored(other_workspace) == [(old_day, 0, "", "", "email", "sent", 0, 12)]
+    assert _rows(other_workspace) == sums_elsewhere
+    assert counter_totals(workspace=workspace) == {"sent": 24, "delivered": 1}
