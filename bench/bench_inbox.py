@@ -81,7 +81,7 @@ class Plan:
 
 
 FULL = Plan("eng_inbox_inbox", 100_000, 3_000, 3, 2_000)
-QUICK = Plan("eng_inbox_inbox_quick", 10_000, 150, 2, 300)
+QUICK = Plan("eng_inbox_inbox_quick", 10_000, 100, 2, 300)
 
 
 # --------------------------------------------------------------------------- server

@@ -65,7 +65,7 @@ class Plan:
 
 
 FULL = Plan("engagement_bench_journeys", 100_000, 500, 3, 20_000, 200)
-QUICK = Plan("engagement_bench_journeys_quick", 300, 75, 3, 200, 12)
+QUICK = Plan("engagement_bench_journeys_quick", 300, 75, 3, 100, 12)
 
 
 def noop_job() -> None:

@@ -57,7 +57,7 @@ class Plan:
 
 
 FULL = Plan("eng_inbox_live", 40)
-QUICK = Plan("eng_inbox_live", 12)
+QUICK = Plan("eng_inbox_live", 8)
 
 
 class Loop:
