@@ -94,7 +94,7 @@ class Plan:
 
 FULL = Plan("eng_bench_analytics", 1_000_000, 100_000, 600, 3, 40)
 # --quick: a smoke-size run (about 15 s once its dataset exists): 1 and 2 writers.
-QUICK = Plan("eng_bench_analytics_quick", 100_000, 10_000, 40, 3, 10, (1, 2))
+QUICK = Plan("eng_bench_analytics_quick", 100_000, 10_000, 30, 3, 10, (1, 2))
 
 
 def _journeys(workspace, *, count: int) -> list:

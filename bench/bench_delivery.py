@@ -51,7 +51,7 @@ class Plan:
 
 
 FULL = Plan("engagement_bench_delivery", 20_000, 3)
-QUICK = Plan("engagement_bench_delivery_quick", 120, 3)
+QUICK = Plan("engagement_bench_delivery_quick", 80, 3)
 
 
 class Sink:
