@@ -276,7 +276,28 @@ def _lease_release(ids: list[int], lease_until: datetime) -> None:
         logger.warning("could not give up the lease of %d enrollments", len(ids), exc_info=True)
 
 
+class _StepsNotWritten(Exception):
+    """A group's step logs could not be inserted, for a reason other than a lost
+    connection (the group's transaction is rolled back with it)."""
+
+
 def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
+    """Advance a group in one transaction. If its step logs cannot be written (say, a
+    step of one enrollment is logged already), run its enrollments again one by one,
+    so that only that enrollment fails and rolls back, as when each step was its own
+    insert."""
+    try:
+        _advance_group_once(enrollment_ids, now)
+    except _StepsNotWritten as error:
+        if len(enrollment_ids) == 1:
+            _record_failure(enrollment_ids[0], error.__cause__ or error, now)
+            return
+        logger.error("journey group %s: step logs not written; one by one", enrollment_ids)
+        for enrollment_id in enrollment_ids:
+            _advance_group([enrollment_id], now)
+
+
+def _advance_group_once(enrollment_ids: list[int], now: datetime) -> None:
     from delivery.services import messages_decided_together
     from journeys.live import journey_touched
 
@@ -310,13 +331,11 @@ def _advance_group(enrollment_ids: list[int], now: datetime) -> None:
         # with the enrollments' new positions or not at all (nothing in a run reads
         # them back). A row per node was a quarter of a worker's time (docs/performance.md).
         try:
-            with transaction.atomic():
-                StepLog.objects.bulk_create(steps, batch_size=1000)
-        except IntegrityError:
-            # A visit logged already: impossible while a visit and the enrollment's
-            # position commit together; keep the first record rather than fail the group.
-            logger.error("journey step logged twice in group %s; kept the first", enrollment_ids)
-            StepLog.objects.bulk_create(steps, batch_size=1000, ignore_conflicts=True)
+            StepLog.objects.bulk_create(steps, batch_size=1000)
+        except Exception as error:
+            if connection_lost(error):
+                raise  # advance_batch runs the group again on a new connection
+            raise _StepsNotWritten() from error
     for enrollment_id, error in failures:
         _record_failure(enrollment_id, error, now)
     journey_touched(touched, workspace_ids=workspaces)

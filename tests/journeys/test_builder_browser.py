@@ -21,6 +21,7 @@ from journeys.models import Journey
 from tests.conftest import PASSWORD
 from tests.e2e import conftest as e2e_fixtures
 from tests.journeys.test_executor import EDITOR
+from tests.servers import ROOT, database_url_of
 
 app_server = e2e_fixtures.app_server
 browser = e2e_fixtures.browser
@@ -347,12 +348,12 @@ def _process_events() -> None:
 
     environment = {
         **os.environ,
-        "DATABASE_URL": e2e_fixtures.database_url_of(connection.settings_dict),
+        "DATABASE_URL": database_url_of(connection.settings_dict),
     }
     environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     subprocess.run(
         [sys.executable, "manage.py", "rqworker", "ingest", "journeys", "default", "--burst"],
-        cwd=e2e_fixtures.ROOT, env=environment, check=True, timeout=120,
+        cwd=ROOT, env=environment, check=True, timeout=120,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 

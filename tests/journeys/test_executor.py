@@ -710,3 +710,57 @@ def test_one_event_enters_a_journey_once_even_when_re_entry_is_always_allowed(wo
     assert list(Enrollment.objects.filter(journey=journey).values_list("trigger_event_id", flat=True).order_by("pk")) == [
         event.id, Event.objects.filter(profile=hal).order_by("timestamp").last().id,
     ]  # fmt: skip
+
+
+def test_a_group_whose_step_logs_cannot_be_written_fails_only_the_enrollment_at_fault(
+    workspace,
+):
+    """A group's step logs are one insert at its end. If it fails (here: a visit of one
+    enrollment is logged already), the group runs again one by one: the others move on,
+    and the one at fault rolls back all it did and counts a failed attempt."""
+    journey = _run_journey(
+        workspace, "Tagging",
+        [
+            {"id": "api", "type": "trigger", "trigger": {"kind": "api"}},
+            {"id": "tag", "type": "action", "action": {"kind": "update_attribute", "trait": "vip", "value": True}},
+            {"id": "end", "type": "exit"},
+        ],
+        [{"source": "api", "target": "tag"}, {"source": "tag", "target": "end"}],
+    )  # fmt: skip
+    people = [Profile.objects.create(workspace=workspace, user_id=f"p{i}") for i in range(3)]
+    with time_machine.travel(T0, tick=False):
+        enrollments = [
+            services.journey_enroll(journey=journey, profile_id=person.pk, context=EDITOR)
+            for person in people
+        ]
+        at_fault = enrollments[1]
+        StepLog.objects.create(
+            enrollment=at_fault, node_id="tag", visit=1, outcome="continued", created_at=T0
+        )
+        assert executor.advance_batch([e.pk for e in enrollments], now=T0) == 3
+    django_rq.get_queue("journeys").empty()
+
+    for enrollment, person in zip(enrollments, people, strict=True):
+        enrollment.refresh_from_db()
+        person.refresh_from_db()
+        steps = list(
+            StepLog.objects.filter(enrollment=enrollment).order_by("pk").values_list("node_id", flat=True)
+        )  # fmt: skip
+        if enrollment.pk == at_fault.pk:
+            assert (enrollment.state, enrollment.current_node, enrollment.attempts) == (
+                "active",
+                "api",
+                1,
+            )
+            assert enrollment.last_error.startswith("IntegrityError")
+            assert enrollment.next_run_at == T0 + timedelta(seconds=30)
+            assert steps == ["tag"]  # only the row that was there
+            assert "vip" not in person.traits  # its trait change rolled back
+        else:
+            assert (enrollment.state, enrollment.attempts, enrollment.last_error) == (
+                "exited",
+                0,
+                "",
+            )
+            assert steps == ["api", "tag", "end"]
+            assert person.traits["vip"] is True

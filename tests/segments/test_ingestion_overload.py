@@ -27,7 +27,8 @@ import pytest
 from engagement_site.workspaces.services import api_key_create
 from segments.models import Event, EventMessageId, IngestionSettings
 from tests.conftest import SETUP
-from tests.faults.postgres_faults import admin_connection, start_daphne, stop
+from tests.faults.postgres_faults import admin_connection, start_daphne
+from tests.servers import stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
