@@ -35,6 +35,8 @@ def metrics_rebuild(*, workspace: Workspace) -> int:
     counted twice or lost: an operator's command, seconds per million events."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("LOCK TABLE delivery_messageevent IN SHARE MODE")
+        # Folding (counters_compact) waits meanwhile, so it cannot add a row this misses.
+        cursor.execute("LOCK TABLE analytics_messagecounter IN SHARE ROW EXCLUSIVE MODE")
         MessageCounter.objects.filter(workspace=workspace).delete()
         cursor.execute(_REBUILD, [workspace.pk])
         return cursor.rowcount
@@ -71,6 +73,10 @@ def counters_compact(*, before: date, workspace_id: int | None = None) -> int:
     trigger and folded by the next run. Returns the keys folded. Without it every
     report reads up to 8 rows a key (docs/performance.md, Analytics)."""
     with transaction.atomic(), connection.cursor() as cursor:
+        # A late event's transaction may hold some of these rows and want others: the
+        # fold gives up first (before PostgreSQL's deadlock check, 1 s, could pick the
+        # event's transaction) and the next run folds them.
+        cursor.execute("SET LOCAL lock_timeout = '200ms'")
         cursor.execute(_COMPACT, {"before": before, "workspace": workspace_id})
         return cursor.rowcount
 
